@@ -1,0 +1,5 @@
+import sys
+
+from cardfit.cli import main
+
+sys.exit(main())

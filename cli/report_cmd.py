@@ -1,0 +1,16 @@
+"""Placeholder for `cardfit report` until its module lands (keeps build_parser working)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    print("cardfit report: not implemented yet", file=sys.stderr)
+    return 1
+

@@ -1,0 +1,57 @@
+"""The estimator's measured coefficients. Each is global (the same for every model and
+workload; no per-model fudge), named for what it stands for, and says which runs it was
+read from. Runs: NVIDIA H100 80GB HBM3, driver 580.159.04, torch 2.11.0+cu130,
+transformers 5.17.0, peft 0.21.0, bitsandbytes 0.50.2, one fresh process per case
+(tests/data/gpu_measure_h100_*.jsonl, "tune" split only; the "holdout" split is never
+used to set these)."""
+
+from cardfit.core.units import MiB
+
+# NVML device used minus torch.cuda.memory_reserved(): the CUDA context, loaded kernels
+# and library handles ("nontorch_bytes" of each record). 701 MiB in every inference run,
+# 767 MiB in every training run (backward kernels load more modules); bitsandbytes' int8
+# kernels add 62 MiB; GaLore's SVD (cuSOLVER) adds 98 MiB.
+CUDA_CONTEXT_INFER = 701 * MiB
+CUDA_CONTEXT_TRAIN = 767 * MiB
+CUDA_CONTEXT_INT8_EXTRA = 62 * MiB
+CUDA_CONTEXT_SOLVER_EXTRA = 98 * MiB
+
+# cuBLAS workspace, allocated through torch's caching allocator on first matmul:
+# CUBLAS_WORKSPACE_CONFIG default ":4096:8" on Hopper (aten/src/ATen/cuda/CublasHandlePool.cpp).
+CUBLAS_WORKSPACE = 32 * MiB
+
+# Prefill working set per prompt token, in units of the compute dtype: PREFILL_INTER x the
+# MLP width + PREFILL_HIDDEN x hidden. From infer-llama-3.1-8b-bf16-b1-p512-n64 and
+# infer-llama-3.1-8b-nf4-b4-p2048-n64 (max_allocated of the generate mark minus weights,
+# KV cache and cuBLAS workspace): 2 x 14336 + 5 x 4096 elements per token.
+PREFILL_INTER = 2
+PREFILL_HIDDEN = 5
+# Routed experts gather, scatter and weight each token's expert outputs: their working set
+# per routed token is this many times a dense MLP's of the same width
+# (infer-olmoe-1b-7b-0924-bf16-b4-p2048-n64).
+MOE_PREFILL_FACTOR = 3.75
+
+# Scale on the derived training activations (1.0 = the tensor-by-tensor count is used as is).
+TRAIN_ACT_FACTOR = 1.0
+
+# Allocator reserve (torch reserved minus allocated at the peak) per byte of transient
+# working set (activations, logits, KV cache, optimizer temporaries).
+RESERVE_TRAIN = 0.10
+RESERVE_INFER = 0.05
+
+# torch.optim.Adafactor's factored second moments, as a fraction of the parameter bytes
+# (full-llama-3.2-1b-bf16-adafactor-b4-s1024: 65 MiB for 2357 MiB of weights).
+ADAFACTOR_STATE_FRACTION = 0.03
+
+# Host RAM of the fit-test child with torch and transformers imported and CUDA up, before
+# weights are loaded (peak "rss" of the measured runs: 1.55-1.9 GiB).
+RUNTIME_RSS = 1800 * MiB
+# huggingface_hub / transformers save_pretrained default max_shard_size (5GB).
+HUB_SHARD_BYTES = 5 * 1000**3
+
+# NCCL communicator buffers per GPU. Not measured here (no multi-GPU machine was lent):
+# NCCL's default buffer size (4 MiB) x channels x peers, rounded up generously.
+NCCL_BUFFERS = 512 * MiB
+
+# Model types whose layer layout the activation model was checked against.
+MEASURED_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt2", "olmoe", "qwen2_moe"}

@@ -1,0 +1,548 @@
+"""The memory estimator: peak device memory (per GPU, CUDA context included: what
+nvidia-smi shows for the process) and host RAM of a model under a workload.
+
+Each term is a function of the model's shapes with the source of its formula. The model
+of what a training step holds follows the tensors autograd saves in Hugging Face's
+``modeling_llama.py`` family (RMSNorm in fp32, rotary q/k, ``sdpa_attention_forward``,
+SwiGLU MLP) and ``loss_utils.ForCausalLMLoss`` (logits upcast to fp32), checked tensor by
+tensor against ``torch.cuda.memory_allocated`` at the marks of real H100 runs
+(tests/data/gpu_measure_h100_*.jsonl). The few coefficients that are measured rather than
+derived live in ``coefficients.py`` with the runs they come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cardfit.core.estimate import coefficients as K
+from cardfit.core.estimate.result import Component, Estimate
+from cardfit.core.estimate.workload import Workload
+from cardfit.core.specs.model_spec import ModelSpec
+from cardfit.core.units import MiB
+
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
+# Bits per weight of the 4-bit formats, quantization constants included:
+# NF4/FP4 with double quantization store 4 bits + 8-bit absmax per 64 weights, the absmax
+# themselves quantized with an fp32 constant per 256 blocks: 8/64 + 32/(64*256) = 0.127
+# extra bits (Dettmers et al. 2023, QLoRA, section 3 "Double Quantization").
+NF4_BITS = 4.0
+NF4_DQ_EXTRA_BITS = 8 / 64 + 32 / (64 * 256)
+# GGUF block formats: bits per weight incl. scales (ggml-common.h block layouts).
+GGUF_BITS = {"q8_0": 8.5, "q6_k": 6.5625, "q5_k": 5.5, "q5_k_m": 5.5, "q4_k": 4.5, "q4_k_m": 4.5,
+             "q4_0": 4.5, "q3_k": 3.4375, "q2_k": 2.625, "f16": 16.0, "bf16": 16.0, "f32": 32.0}
+
+
+def _cached(spec: ModelSpec, key: str, make):
+    """Per-spec memo of shape facts: the fit matrix asks the same spec for many workloads.
+    (The spec is frozen; the memo lives beside its fields, outside eq/hash/asdict.)"""
+    memo = spec.__dict__.get("_estimator_memo")
+    if memo is None:
+        memo = {}
+        object.__setattr__(spec, "_estimator_memo", memo)
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def _counts(spec: ModelSpec):
+    return _cached(spec, "counts", spec.param_counts)
+
+
+def _layer_groups(spec: ModelSpec) -> list[tuple[int, list]]:
+    """(number of layers, their linears): dense layers first (DeepSeek), then the rest."""
+    def make():
+        dense = spec.first_dense_layers if spec.is_moe else 0
+        groups = []
+        if dense:
+            groups.append((dense, spec.layer_linears(0)))
+        groups.append((spec.num_layers - dense, spec.layer_linears(spec.num_layers - 1)))
+        return [(n, ls) for n, ls in groups if n > 0]
+    return _cached(spec, "layers", make)
+
+
+def _fmt_n(n: float) -> str:
+    for unit, size in (("e9", 1e9), ("e6", 1e6), ("e3", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    """The per-token widths the activation terms need."""
+
+    h: int  # hidden
+    q: int  # query width (heads x head_dim)
+    kv: int  # key width per token as cached / fed to attention
+    vd: int  # value width
+    inter: int  # MLP width one token passes through (MoE: routed experts x width + shared)
+    layers: int
+    vocab: int
+    heads: int
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> "_Shapes":
+        if spec.kv_lora_rank:
+            q = spec.num_heads * (spec.qk_nope_head_dim + spec.qk_rope_head_dim)
+        else:
+            q = spec.num_heads * spec.head_dim
+        if spec.is_moe:
+            inter = spec.experts_per_token * spec.moe_intermediate_size + spec.shared_expert_intermediate_size
+            if spec.first_dense_layers:
+                # DeepSeek: a few leading dense layers; weight them in by count.
+                inter = (spec.first_dense_layers * spec.intermediate_size
+                         + spec.moe_layers() * inter) // max(1, spec.num_layers)
+        else:
+            inter = spec.intermediate_size
+        return cls(h=spec.hidden_size, q=q, kv=spec.kv_dim, vd=spec.v_dim, inter=inter,
+                   layers=spec.num_layers, vocab=spec.vocab_size, heads=spec.num_heads)
+
+
+def weight_bytes(spec: ModelSpec, w: Workload) -> tuple[list[Component], int]:
+    """Weights (and quantization constants) as loaded. Returns (components, linear params)."""
+    pc = _counts(spec)
+    scale = pc.total / pc.derived_total if pc.derived_total else 1.0  # exact counts from headers
+    linear = int(pc.linear * scale)
+    rest = pc.total - linear
+    d = w.dtype
+    comps: list[Component] = []
+    if d in ("fp32", "bf16", "fp16"):
+        b = BYTES[d]
+        comps.append(Component("weights", int(pc.total * b), f"{_fmt_n(pc.total)} params x {b} B ({d})",
+                               "bytes per parameter of the dtype"))
+        return comps, linear
+    rest_b = 2  # embeddings, norms and the output head stay in 16-bit
+    if d == "int8":
+        # LLM.int8: int8 weight + one fp32 scale per output row (bitsandbytes Int8Params.SCB).
+        comps.append(Component("weights", linear + rest * rest_b,
+                               f"{_fmt_n(linear)} linear params x 1 B (int8) + {_fmt_n(rest)} others x 2 B",
+                               "Dettmers et al. 2022, LLM.int8(); bitsandbytes nn/modules.py Int8Params"))
+        rows = sum(n * sum(s.out_features * s.count for s in ls) for n, ls in _layer_groups(spec))
+        comps.append(Component("quant_constants", rows * 4, f"{_fmt_n(rows)} output rows x 4 B fp32 scale",
+                               "bitsandbytes Int8Params.SCB"))
+        return comps, linear
+    if d in ("nf4", "fp4"):
+        comps.append(Component("weights", int(linear * NF4_BITS / 8) + rest * rest_b,
+                               f"{_fmt_n(linear)} linear params x 0.5 B ({d}) + {_fmt_n(rest)} others x 2 B (bf16)",
+                               "Dettmers et al. 2023, QLoRA; bitsandbytes Params4bit"))
+        comps.append(Component("quant_constants", int(linear * NF4_DQ_EXTRA_BITS / 8),
+                               f"{_fmt_n(linear)} x {NF4_DQ_EXTRA_BITS:.3f} bits (double-quantized absmax)",
+                               "QLoRA section 3, double quantization: 0.127 bits/param"))
+        return comps, linear
+    if d in ("gptq", "awq"):
+        g = w.quant_group_size
+        # 4-bit packed weights + per group an fp16 scale and a 4-bit zero point
+        # (AutoGPTQ / AutoAWQ packing: qweight int32, scales fp16, qzeros int32 packed).
+        comps.append(Component("weights", int(linear * 0.5) + rest * rest_b,
+                               f"{_fmt_n(linear)} linear params x 0.5 B ({d}) + {_fmt_n(rest)} others x 2 B",
+                               "Frantar et al. 2022 (GPTQ); Lin et al. 2023 (AWQ)"))
+        comps.append(Component("quant_constants", int(linear / g * (2 + 0.5)),
+                               f"{_fmt_n(linear)} / group {g} x (2 B scale + 0.5 B zero)",
+                               "AutoGPTQ QuantLinear packing"))
+        return comps, linear
+    if d == "gguf":
+        if spec.gguf_file_bytes:
+            comps.append(Component("weights", spec.gguf_file_bytes, "tensor bytes in the GGUF file",
+                                   "GGUF header tensor infos"))
+        else:
+            comps.append(Component("weights", int(pc.total * GGUF_BITS["q4_k_m"] / 8),
+                                   f"{_fmt_n(pc.total)} params x 4.5 bits (Q4_K_M)", "ggml-common.h block_q4_K"))
+        return comps, linear
+    raise ValueError(d)
+
+
+def _context(w: Workload) -> Component:
+    ctx = K.CUDA_CONTEXT_TRAIN if w.training else K.CUDA_CONTEXT_INFER
+    parts = ["measured NVML used minus torch reserved, H100, torch 2.11"]
+    if w.dtype == "int8":
+        ctx += K.CUDA_CONTEXT_INT8_EXTRA
+    if w.task == "galore":
+        ctx += K.CUDA_CONTEXT_SOLVER_EXTRA
+    return Component("cuda_context", ctx, f"{ctx / MiB:.0f} MiB", "; ".join(parts))
+
+
+# ---- inference ----------------------------------------------------------------------------
+
+def kv_cache_bytes(spec: ModelSpec, w: Workload, tokens: int | None = None) -> int:
+    """2 (K and V) x layers x kv width x tokens x batch x bytes: Hugging Face's
+    DynamicCache keeps every layer's keys and values for all tokens (cache_utils.py);
+    sliding-window layers of Gemma 2/3 keep at most the window."""
+    s = _Shapes.of(spec)
+    tokens = w.prompt + w.new if tokens is None else tokens
+    b = BYTES[w.kv_dtype or _act_dtype(w)]
+    per_token_layer = (s.kv + s.vd) * b
+    if spec.sliding_window and spec.model_type in ("gemma2", "gemma3", "gemma3_text") and tokens > spec.sliding_window:
+        # Alternating local (windowed) and global layers.
+        local = s.layers // 2
+        total_tok = local * spec.sliding_window + (s.layers - local) * tokens
+        return int(w.batch * total_tok * per_token_layer)
+    return int(w.batch * s.layers * tokens * per_token_layer)
+
+
+def _act_dtype(w: Workload) -> str:
+    if w.dtype == "int8":
+        return "fp16"  # LLM.int8 runs its non-int8 tensors in fp16
+    return w.compute_dtype
+
+
+def inference(spec: ModelSpec, w: Workload, comps: list[Component]) -> str:
+    s = _Shapes.of(spec)
+    c = BYTES[_act_dtype(w)]
+    kv = kv_cache_bytes(spec, w)
+    comps.append(Component("kv_cache", kv,
+                           f"2 x {s.layers} layers x {s.kv} kv width x ({w.prompt}+{w.new}) tokens x batch {w.batch} x {c} B",
+                           "Hugging Face cache_utils.DynamicCache; Pope et al. 2022 (KV cache size)"))
+    t = w.batch * w.prompt
+    mlp = s.inter if not spec.is_moe else int(s.inter * K.MOE_PREFILL_FACTOR)
+    per_tok = (K.PREFILL_INTER * mlp + K.PREFILL_HIDDEN * s.h) * c
+    prefill = t * per_tok
+    formula = f"{t} prompt tokens x ({K.PREFILL_INTER} x {mlp} + {K.PREFILL_HIDDEN} x {s.h}) x {c} B"
+    if w.attn == "eager":
+        # eager_attention_forward materialises batch x heads x prompt x prompt scores
+        # (compute dtype) and their fp32 softmax (modeling_llama.py).
+        scores = w.batch * s.heads * w.prompt * w.prompt * (c + 4)
+        prefill += scores
+        formula += f" + scores {w.batch} x {s.heads} x {w.prompt}^2 x ({c}+4) B"
+    if w.dtype in ("nf4", "fp4", "int8", "gptq", "awq"):
+        # Each quantized linear is dequantized to 16 bit for its matmul (bitsandbytes
+        # MatMul4Bit / int8 outlier path): one layer's largest weight at a time.
+        largest = max(sh.in_features * sh.out_features for _, ls in _layer_groups(spec) for sh in ls)
+        prefill += largest * 2
+        formula += f" + dequantized weight {_fmt_n(largest)} x 2 B"
+    comps.append(Component("activations", int(prefill), formula,
+                           "measured prefill working set, H100 (coefficients.py)"))
+    # Last-position logits only: generate() calls the model with logits_to_keep=1 and
+    # the logits processors work in fp32 (generation/utils.py).
+    comps.append(Component("logits", w.batch * s.vocab * (c + 4) * 2,
+                           f"batch {w.batch} x vocab {s.vocab} x ({c}+4) B x 2",
+                           "transformers generation/utils.py: logits_to_keep=1, fp32 scores"))
+    comps.append(Component("temp_buffers", K.CUBLAS_WORKSPACE, "cuBLAS workspace",
+                           "torch CUDABlasHandlePool: 4096 KiB x 8 on Hopper"))
+    return "prefill"
+
+
+# ---- training -----------------------------------------------------------------------------
+
+def _layer_activation_bytes(spec: ModelSpec, w: Workload, s: _Shapes, c: int) -> tuple[float, str]:
+    """Bytes autograd saves per token per decoder layer (HF Llama-family layer, sdpa)."""
+    full = w.task in ("full", "galore")
+    amp = w.task == "full" and w.amp != "none"
+    lora = w.task in ("lora", "qlora")
+    targets = _lora_targets(w) if lora else set()
+    # RMSNorm (modeling_llama.LlamaRMSNorm): x.to(fp32) saved by pow (4h); the normalized
+    # value cast back is saved for the weight's grad when the weight trains (c*h); the
+    # output is saved by the projections that read it when they train (c*h per reader
+    # under autocast, which casts per call; once otherwise).
+    norm = 4 * s.h
+    if full:
+        norm += c * s.h
+    attn_readers = 3 if amp else 1
+    mlp_readers = (2 if spec.gated_mlp else 1) if amp else 1
+    norm_out_attn = c * s.h * attn_readers if (full or amp) else 0
+    norm_out_mlp = c * s.h * mlp_readers if (full or amp) else 0
+    if amp:
+        norm += 4 * s.h  # fp32 output of the norm (weight * x in fp32) kept for its own grad
+    # sdpa saves q, k, v and its output (torch scaled_dot_product_attention backward); the
+    # output doubles as o_proj's input.
+    attn = c * (2 * s.q + s.kv + s.vd)
+    if w.attn == "eager":
+        # scores in c, fp32 softmax (saved by the cast/matmul), GQA keys/values repeated
+        # to every head (repeat_kv), per token: heads x seq.
+        attn += s.heads * w.seq * (4 + c) + c * 2 * (s.q - s.kv)
+    # SwiGLU: gate out (saved by SiLU), SiLU out and up out (saved by the product), the
+    # product (saved by down_proj when it trains).
+    if spec.gated_mlp:
+        mlp = 3 * c * s.inter + (c * s.inter if (full or "down" in targets) else 0)
+    else:
+        mlp = 2 * c * s.inter + c * s.inter  # fc out, GELU out, (and GELU's internal copy)
+    # LoRA (peft tuners/lora/layer.py): the input is cast to the fp32 adapter dtype and
+    # saved by lora_A (4 x in per target), lora_A's output saved by lora_B (4 x r).
+    lora_b = 0
+    if lora:
+        for sh in _layer_groups(spec)[-1][1]:
+            key = _target_key(sh.name)
+            if key in targets:
+                lora_b += 4 * sh.in_features + 4 * w.lora_r
+    total = 2 * norm + norm_out_attn + norm_out_mlp + attn + mlp + lora_b
+    desc = (f"norms {2 * norm + norm_out_attn + norm_out_mlp} + attention {attn} + MLP {mlp}"
+            + (f" + LoRA {lora_b}" if lora_b else "") + " B/token/layer")
+    return total, desc
+
+
+def _target_key(name: str) -> str:
+    n = name.replace("shared_", "")
+    return {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate",
+            "up_proj": "up", "down_proj": "down"}.get(n, n)
+
+
+def _lora_targets(w: Workload) -> set[str]:
+    return {"qv": {"q", "v"}, "qkvo": {"q", "k", "v", "o"},
+            "all": {"q", "k", "v", "o", "gate", "up", "down"}}[w.lora_targets]
+
+
+def lora_params(spec: ModelSpec, w: Workload) -> int:
+    """r x (in + out) per targeted linear (Hu et al. 2021, LoRA; peft LoraLayer)."""
+    targets = _lora_targets(w)
+    n = 0
+    for layers, linears in _layer_groups(spec):
+        for sh in linears:
+            if _target_key(sh.name) in targets and not sh.expert:
+                n += layers * w.lora_r * (sh.in_features + sh.out_features)
+    return n
+
+
+def optimizer_state_bytes(w: Workload, trainable: int, param_b: int) -> tuple[int, str, str]:
+    o = w.optim
+    if o == "adamw":
+        return 2 * trainable * param_b, f"2 x {_fmt_n(trainable)} x {param_b} B (exp_avg, exp_avg_sq)", \
+            "torch/optim/adamw.py: states in the parameter dtype"
+    if o in ("adamw8bit", "paged-adamw8bit"):
+        # 8-bit blockwise states + an fp32 absmax per 256 values (Dettmers et al. 2022,
+        # 8-bit Optimizers via Block-wise Quantization; bitsandbytes Optimizer2State).
+        return int(trainable * 2 * (1 + 4 / 256)), f"2 x {_fmt_n(trainable)} x (1 + 4/256) B", \
+            "bitsandbytes optim/optimizer.py Optimizer2State (block size 256)"
+    if o == "sgd":
+        return 0, "none", "torch/optim/sgd.py"
+    if o == "sgd-momentum":
+        return trainable * param_b, f"{_fmt_n(trainable)} x {param_b} B (momentum buffer)", "torch/optim/sgd.py"
+    if o == "adafactor":
+        return int(trainable * K.ADAFACTOR_STATE_FRACTION * param_b), "factored row/column second moments", \
+            "Shazeer & Stern 2018, Adafactor; torch/optim/_adafactor.py"
+    if o == "lion":
+        # bitsandbytes' 32-bit Lion keeps its one state in fp32 whatever the parameter dtype.
+        return trainable * 4, f"{_fmt_n(trainable)} x 4 B (fp32 momentum)", "Chen et al. 2023, Lion; bitsandbytes Optimizer1State"
+    raise ValueError(o)
+
+
+def _galore_state(spec: ModelSpec, w: Workload, param_b: int) -> tuple[int, int]:
+    """(states bytes, projected params) for GaLore: per projected matrix m x n, Adam states
+    of the projected gradient (2 x r x max(m, n)) and the projection (r x min(m, n))
+    (Zhao et al. 2024, GaLore, Algorithm 1; galore_torch/galore_projector.py)."""
+    r = w.galore_rank
+    states = 0
+    projected = 0
+    for layers, linears in _layer_groups(spec):
+        for sh in linears:
+            m, n = sh.out_features, sh.in_features
+            rr = min(r, m, n)
+            per = (2 * rr * max(m, n)) * (1 if w.optim in ("adamw8bit", "paged-adamw8bit") else param_b) \
+                + rr * min(m, n) * param_b
+            states += layers * per * sh.count
+            projected += layers * sh.params
+    return states, projected
+
+
+def training(spec: ModelSpec, w: Workload, comps: list[Component], linear: int) -> str:
+    s = _Shapes.of(spec)
+    pc = _counts(spec)
+    total_params = pc.total
+    amp = w.task == "full" and w.amp != "none"
+    c = BYTES[w.compute_dtype]
+    tokens = w.batch * w.seq
+
+    # -- trainable parameters, gradients, optimizer states --------------------------------
+    if w.task in ("lora", "qlora"):
+        trainable = lora_params(spec, w)
+        # peft keeps adapters in fp32 (autocast_adapter_dtype=True): weights, grads and
+        # optimizer states of the adapters at 4 B.
+        param_b = 4
+        comps.append(Component("adapters", trainable * 4,
+                               f"{_fmt_n(trainable)} LoRA params (r={w.lora_r}, {w.lora_targets}) x 4 B",
+                               "Hu et al. 2021 (LoRA); peft tuners/lora/layer.py, fp32 adapters"))
+    else:
+        frozen = 0
+        if w.frozen_layers:
+            per_layer = (pc.linear + pc.norms) / max(1, spec.num_layers)
+            frozen = int(min(w.frozen_layers, spec.num_layers) * per_layer)
+        trainable = total_params - frozen
+        param_b = BYTES[w.dtype]
+    grad_b = param_b
+    grads = trainable * grad_b
+    comps.append(Component("gradients", grads, f"{_fmt_n(trainable)} trainable x {grad_b} B",
+                           "one gradient per trainable parameter, in its dtype"))
+
+    if w.task == "galore":
+        gal, projected = _galore_state(spec, w, param_b)
+        rest = trainable - projected
+        st_rest, _, _ = optimizer_state_bytes(w.with_(task="full"), rest, param_b)
+        states = gal + st_rest
+        comps.append(Component("optimizer", states,
+                               f"GaLore rank {w.galore_rank} on {_fmt_n(projected)} params + full states on {_fmt_n(rest)}",
+                               "Zhao et al. 2024 (GaLore); galore_torch/galore_projector.py"))
+    elif w.shard_stage and w.dtype in ("bf16", "fp16") and w.optim == "adamw":
+        # DeepSpeed / FSDP mixed precision: 16-bit parameters and gradients, the optimizer
+        # holding fp32 master weights plus two fp32 Adam states, 12 B per parameter
+        # (Rajbhandari et al. 2020, ZeRO, section 3.1: K = 12).
+        states = trainable * 12
+        comps.append(Component("optimizer", states, f"{_fmt_n(trainable)} x 12 B (fp32 master, exp_avg, exp_avg_sq)",
+                               "ZeRO paper section 3.1 (K = 12); deepspeed/runtime/zero/stage_1_and_2.py"))
+    else:
+        states, formula, src = optimizer_state_bytes(w, trainable, param_b)
+        comps.append(Component("optimizer", states, formula, src))
+
+    # foreach AdamW makes one parameter-sized temporary (exp_avg_sq.sqrt()) during
+    # step(): torch/optim/adam.py _multi_tensor_adam, torch._foreach_sqrt.
+    opt_temp = 0
+    if w.optim == "adamw" and w.task != "galore":
+        opt_temp = trainable * param_b
+    elif w.optim == "sgd-momentum":
+        opt_temp = 0
+    elif w.task == "galore":
+        largest = max(sh.in_features * sh.out_features for _, ls in _layer_groups(spec) for sh in ls)
+        opt_temp = largest * 4 * 3  # fp32 SVD of the largest gradient (U, S, Vh)
+
+    # -- activations ------------------------------------------------------------------------
+    per_layer, per_layer_desc = _layer_activation_bytes(spec, w, s, c)
+    if w.grad_ckpt:
+        # HF gradient checkpointing keeps each layer's input and recomputes one layer at a
+        # time in backward (Chen et al. 2016; torch.utils.checkpoint, non-reentrant).
+        kept = s.layers * tokens * c * s.h + tokens * per_layer
+        act_formula = (f"{s.layers} layer inputs x {tokens} tokens x {c} B + one layer recomputed "
+                       f"({per_layer:.0f} B/token)")
+        act_src = "Chen et al. 2016 (gradient checkpointing); transformers gradient_checkpointing_enable"
+    else:
+        kept = s.layers * tokens * per_layer
+        act_formula = f"{s.layers} layers x {tokens} tokens x ({per_layer_desc})"
+        act_src = ("Korthikanti et al. 2022 (activation memory), per tensor saved in "
+                   "transformers modeling_llama.py with sdpa")
+    # final norm and embedding output
+    kept += tokens * (4 * s.h + 2 * c * s.h)
+    if amp:
+        # autocast caches the 16-bit copy of every weight a linear used until backward
+        # frees the graph (torch/csrc/autograd/autocast_mode.cpp, cached casts).
+        kept += (linear + s.vocab * s.h) * c
+        act_formula += f" + autocast weight copies {_fmt_n(linear + s.vocab * s.h)} x {c} B"
+    kept = int(kept * K.TRAIN_ACT_FACTOR)
+    comps.append(Component("activations", kept, act_formula, act_src))
+
+    # -- logits and loss ------------------------------------------------------------------
+    # ForCausalLMLoss (transformers loss/loss_utils.py): logits.float() then
+    # cross_entropy, whose log_softmax saves its fp32 output; the model's own logits in
+    # the compute dtype stay referenced by the output. Backward then holds the fp32 grads
+    # of log_softmax's output and input at once.
+    lo_c = c if c != 4 else 0  # in fp32 the upcast is the same tensor
+    softcap = c if spec.model_type in ("gemma2",) else 0  # final_logit_softcapping's tanh
+    logits_kept = tokens * s.vocab * (lo_c + 4 + softcap)
+    logits_peak = tokens * s.vocab * (4 + 4)
+    comps.append(Component("logits", logits_kept + logits_peak,
+                           f"{tokens} tokens x vocab {s.vocab} x ({lo_c}+4{'+' + str(softcap) if softcap else ''} kept + 8 in backward) B",
+                           "transformers loss/loss_utils.py ForCausalLMLoss (fp32 upcast)"))
+    comps.append(Component("temp_buffers", K.CUBLAS_WORKSPACE, "cuBLAS workspace",
+                           "torch CUDABlasHandlePool: 4096 KiB x 8 on Hopper"))
+
+    # -- which moment is the peak ----------------------------------------------------------
+    backward_peak = kept + logits_kept + logits_peak + (grads if w.grad_accum > 1 else 0)
+    optimizer_peak = grads + opt_temp
+    if optimizer_peak > backward_peak:
+        # At optimizer.step() activations are gone; gradients and the step's buffers are
+        # what sits on top of weights and states.
+        _replace(comps, "activations", 0, "freed before optimizer.step()")
+        _replace(comps, "logits", 0, "freed before optimizer.step()")
+        comps.append(Component("optimizer_temp", opt_temp, "one parameter-sized temporary",
+                               "torch/optim/adam.py _multi_tensor_adam (_foreach_sqrt)"))
+        return "optimizer step"
+    if w.grad_accum <= 1:
+        # Gradients are being created as activations are freed; at the start of backward
+        # (the peak) they are not there yet: torch frees each saved tensor after use.
+        _replace(comps, "gradients", 0, f"not yet allocated at the peak ({_fmt_n(trainable)} x {grad_b} B later)")
+    return "backward"
+
+
+def _replace(comps: list[Component], key: str, value: int, why: str) -> None:
+    for i, c in enumerate(comps):
+        if c.key == key:
+            comps[i] = Component(key, value, f"{why}", c.source)
+
+
+def _reserve(comps: list[Component], w: Workload) -> Component:
+    """PyTorch's caching allocator keeps freed blocks for reuse and rounds large blocks up
+    (c10/cuda/CUDACachingAllocator.cpp), so nvidia-smi sees reserved, not allocated,
+    memory. The gap grows with the transient working set; its size per unit of transient
+    memory is measured (coefficients.py)."""
+    transient = sum(c.bytes for c in comps if c.key in ("activations", "logits", "kv_cache", "optimizer_temp"))
+    frac = K.RESERVE_TRAIN if w.training else K.RESERVE_INFER
+    return Component("allocator_reserve", int(transient * frac),
+                     f"{frac:.0%} of the {transient / 2**30:.2f} GiB transient working set",
+                     "c10/cuda/CUDACachingAllocator.cpp; fraction measured on H100 runs")
+
+
+def estimate(spec: ModelSpec, w: Workload) -> Estimate:
+    comps: list[Component] = [_context(w)]
+    weights, linear = weight_bytes(spec, w)
+    comps += weights
+    if w.training:
+        stage = training(spec, w, comps, linear)
+    else:
+        stage = inference(spec, w, comps)
+    _apply_sharding(spec, w, comps)
+    comps.append(_reserve(comps, w))
+    comps = [c for c in comps if c.bytes > 0 or c.key in ("weights",)]
+    assumptions = [
+        "peak of the process on one GPU as nvidia-smi shows it, CUDA context included",
+        "Hugging Face transformers model classes, PEFT adapters, bitsandbytes quantization",
+    ]
+    if w.training:
+        assumptions.append("plain training loop: forward with labels, backward, optimizer.step(), zero_grad(set_to_none=True)")
+    else:
+        assumptions.append("Hugging Face generate(): prefill of the prompt, then token by token with a dynamic KV cache")
+    confidence = spec.confidence
+    if spec.model_type not in K.MEASURED_FAMILIES and confidence == "high":
+        confidence = "medium"
+    pc = _counts(spec)
+    return Estimate(model_id=spec.id, model_name=spec.name, params=pc.total, workload=w,
+                    components=tuple(comps), ram_components=tuple(_ram(spec, w)),
+                    peak_stage=stage, assumptions=tuple(assumptions), confidence=confidence)
+
+
+def _apply_sharding(spec: ModelSpec, w: Workload, comps: list[Component]) -> None:
+    """ZeRO / FSDP: stage 1 shards optimizer states, 2 also gradients, 3 also weights,
+    each over the GPUs (Rajbhandari et al. 2020, ZeRO, section 5). Offload moves states
+    (and with params, weights) to host RAM."""
+    n = w.gpus
+    stage = w.shard_stage
+    if n <= 1 and w.offload == "none":
+        return
+    keys = set()
+    if stage >= 1:
+        keys.add("optimizer")
+    if stage >= 2:
+        keys.add("gradients")
+    if stage >= 3:
+        keys.add("weights")
+        keys.add("quant_constants")
+    for i, c in enumerate(comps):
+        if c.key in keys:
+            comps[i] = Component(c.key, c.bytes // n, f"({c.formula}) / {n} GPUs", c.source + "; ZeRO stage " + str(stage))
+        if w.offload in ("optimizer", "params") and c.key == "optimizer":
+            comps[i] = Component(c.key, 0, "offloaded to host RAM", "ZeRO-Offload (Ren et al. 2021)")
+        if w.offload == "params" and c.key in ("weights",) and w.training:
+            comps[i] = Component(c.key, comps[i].bytes // max(1, spec.num_layers) * 2,
+                                 "offloaded; two layers resident at a time", "ZeRO-Infinity (Rajbhandari et al. 2021)")
+    if n > 1:
+        # NCCL communicator buffers and, for ZeRO-3 / FSDP full shard, one layer
+        # gathered in full at a time.
+        comps.append(Component("temp_buffers", K.NCCL_BUFFERS, "NCCL buffers", "measured; NCCL_BUFFSIZE default 4 MiB x channels"))
+
+
+def _ram(spec: ModelSpec, w: Workload) -> list[Component]:
+    """Host RAM at its peak: the runtime (python, torch, CUDA libraries), loading
+    (safetensors are memory-mapped; a shard's pages pass through the page cache, so the
+    largest shard, 5 GB on the Hub by default, is resident while it is copied), and
+    offloaded state."""
+    out = [Component("cuda_context", K.RUNTIME_RSS, "python + torch + CUDA libraries",
+                     "measured RSS of the fit-test child after CUDA init")]
+    pc = _counts(spec)
+    shard = min(pc.total * BYTES.get(spec.torch_dtype, 2), K.HUB_SHARD_BYTES)
+    out.append(Component("weights", int(shard), "one safetensors shard memory-mapped while loading",
+                         "safetensors safe_open (mmap); huggingface_hub default max_shard_size 5GB"))
+    if w.offload in ("optimizer", "params") and w.training:
+        trainable = pc.total
+        # ZeRO-Offload keeps fp32 master weights, fp32 gradients and Adam states on the
+        # host: 4 + 4 + 8 bytes per parameter (Ren et al. 2021, section 4.1).
+        per = 16 if w.optim == "adamw" else 8
+        out.append(Component("optimizer", trainable * per,
+                             f"{_fmt_n(trainable)} x {per} B (fp32 master, grads, states)", "Ren et al. 2021, ZeRO-Offload"))
+    if w.offload == "params" and w.training:
+        out.append(Component("weights", pc.total * BYTES[w.dtype if w.dtype in BYTES else "bf16"],
+                             "offloaded parameters", "ZeRO-Infinity"))
+    return out
