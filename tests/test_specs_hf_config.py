@@ -139,6 +139,14 @@ def test_mlp_only_layers_leading_run_is_dense():
     assert s.first_dense_layers == 1 and s.moe_layers() == 1
 
 
+def test_moe_config_whose_layers_are_all_dense_counts_dense_mlps():
+    s = spec(dict(LLAMA, model_type="deepseek_v2", n_routed_experts=4, num_experts_per_tok=2,
+                  moe_intermediate_size=32, first_k_dense_replace=5))
+    assert s.first_dense_layers == 2 and s.moe_layers() == 0
+    assert s.param_counts().experts == 0
+    assert s.param_counts().total == spec(LLAMA).param_counts().total
+
+
 def test_deepseek_mla_shared_experts_first_dense():
     cfg = {"model_type": "deepseek_v2", "hidden_size": 64, "intermediate_size": 160,
            "moe_intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,

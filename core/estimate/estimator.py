@@ -171,12 +171,13 @@ def kv_cache_bytes(spec: ModelSpec, w: Workload, tokens: int | None = None) -> i
     tokens = w.prompt + w.new if tokens is None else tokens
     b = BYTES[w.kv_dtype or _act_dtype(w)]
     per_token_layer = (s.kv + s.vd) * b
-    if spec.sliding_window and spec.model_type in ("gemma2", "gemma3", "gemma3_text") and tokens > spec.sliding_window:
-        # Alternating local (windowed) and global layers.
-        local = s.layers // 2
-        total_tok = local * spec.sliding_window + (s.layers - local) * tokens
-        return int(w.batch * total_tok * per_token_layer)
-    return int(w.batch * s.layers * tokens * per_token_layer)
+    sliding = 0
+    if spec.sliding_window and tokens > spec.sliding_window:
+        # Sliding-window layers keep only the last `sliding_window` tokens
+        # (cache_utils.DynamicSlidingWindowLayer); the rest keep everything.
+        sliding = s.layers if spec.sliding_window_layers is None else spec.sliding_window_layers
+    total_tok = sliding * spec.sliding_window + (s.layers - sliding) * tokens if sliding else s.layers * tokens
+    return int(w.batch * total_tok * per_token_layer)
 
 
 def _act_dtype(w: Workload) -> str:

@@ -121,7 +121,8 @@ class Workload:
     def label(self) -> str:
         """Short human label: 'LoRA r16 bf16, batch 4 x 2048'."""
         if self.task == "infer":
-            return f"inference {self.dtype}, batch {self.batch}, {self.prompt}+{self.new} tokens"
+            kv = f", {self.kv_dtype} KV cache" if self.kv_dtype else ""
+            return f"inference {self.dtype}, batch {self.batch}, {self.prompt}+{self.new} tokens{kv}"
         name = {"full": "full fine-tune", "lora": f"LoRA r{self.lora_r}", "qlora": f"QLoRA r{self.lora_r}",
                 "galore": f"GaLore r{self.galore_rank}"}[self.task]
         prec = f"{self.dtype}+{self.amp} amp" if self.amp != "none" else self.dtype

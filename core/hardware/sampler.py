@@ -30,7 +30,17 @@ from cardfit.core.errors import HardwareError, UsageError
 from cardfit.core.hardware import nvml
 from cardfit.core.hardware.nvml import NvmlError, is_na
 
-__all__ = ["MemorySample", "MemorySampler"]
+__all__ = ["MemorySample", "MemorySampler", "next_tick"]
+
+
+def next_tick(scheduled: float, now: float, period: float) -> float:
+    """The next tick time: one period after the previous *scheduled* tick (so the rate does
+    not drift with the cost of each read); when that is already past, the first tick on the
+    same grid that is still ahead (missed ticks are skipped, not replayed in a burst)."""
+    nxt = scheduled + period
+    if nxt < now:
+        nxt += (math.floor((now - nxt) / period) + 1) * period
+    return nxt
 
 
 @dataclass(frozen=True)
@@ -164,12 +174,8 @@ class MemorySampler:
                     self.callback(sample)
                 except Exception as exc:  # noqa: BLE001
                     self.callback_error = f"{type(exc).__name__}: {exc}"
-            # Drift correction: the next tick is one period after the previous *scheduled*
-            # tick; if we are late by whole periods, skip them.
-            next_t += self.period
             now = time.monotonic()
-            if next_t < now:
-                next_t += math.ceil((now - next_t) / self.period) * self.period
+            next_t = next_tick(next_t, now, self.period)
             if self._stop.wait(next_t - now):
                 break
         self._stop.set()

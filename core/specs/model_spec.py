@@ -78,7 +78,7 @@ class ModelSpec:
     # Falcon-7B and Phi-2 (parallel attention) have 1.
     norms_per_layer: int = 0
     # Parameters outside the decoder stack and the embeddings that the HF class allocates
-    # too: a vision tower and its projector (Gemma 3, LLaVA), OPT's project_in/out.
+    # too: a vision tower and its multimodal projector (Gemma 3, LLaVA).
     extra_params: int = 0
     confidence: Confidence = "high"
     notes: tuple[str, ...] = ()
@@ -198,7 +198,7 @@ class ModelSpec:
         for layer, copies in ((0, self.num_layers - moe), (self.num_layers - 1, moe)):
             if copies <= 0:
                 continue
-            for s in self.layer_linears(layer if moe else -1):
+            for s in self.layer_linears(layer):
                 linear += copies * s.params
                 if s.expert:
                     expert += copies * s.params
