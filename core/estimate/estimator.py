@@ -186,6 +186,24 @@ def _act_dtype(w: Workload) -> str:
     return w.compute_dtype
 
 
+def _math_sdpa(spec: ModelSpec, w: Workload, c: int) -> bool:
+    """True when scaled_dot_product_attention falls back to its math kernel, which
+    materialises the score matrix: fp32 with grouped-query attention (the flash kernel has
+    no fp32, the memory-efficient one no enable_gqa; transformers
+    integrations/sdpa_attention.py passes enable_gqa=True). Measured:
+    infer-llama-3.2-1b-fp32-b4-p2048-n64 (+4.1 GiB), full-qwen2.5-0.5b-fp32-adamw-b8-s1024."""
+    return w.attn == "sdpa" and c == 4 and spec.num_kv_heads < spec.num_heads
+
+
+def _unfused_gelu(spec: ModelSpec) -> bool:
+    """GPT-2's gelu_new (transformers activations.NewGELUActivation) is written out in
+    Python, so autograd keeps x, tanh(.), 0.5x and 1+tanh(.) where a fused GELU keeps x."""
+    cfg = spec.config or {}
+    act = cfg.get("activation_function") or cfg.get("hidden_act") or (
+        "gelu_new" if spec.model_type == "gpt2" else "")  # GPT2Config's default
+    return act in ("gelu_new", "gelu_fast", "quick_gelu")
+
+
 def inference(spec: ModelSpec, w: Workload, comps: list[Component]) -> str:
     s = _Shapes.of(spec)
     c = BYTES[_act_dtype(w)]
@@ -199,11 +217,17 @@ def inference(spec: ModelSpec, w: Workload, comps: list[Component]) -> str:
     prefill = t * per_tok
     formula = f"{t} prompt tokens x ({K.PREFILL_INTER} x {mlp} + {K.PREFILL_HIDDEN} x {s.h}) x {c} B"
     if w.attn == "eager":
-        # eager_attention_forward materialises batch x heads x prompt x prompt scores
-        # (compute dtype) and their fp32 softmax (modeling_llama.py).
-        scores = w.batch * s.heads * w.prompt * w.prompt * (c + 4)
-        prefill += scores
-        formula += f" + scores {w.batch} x {s.heads} x {w.prompt}^2 x ({c}+4) B"
+        # eager_attention_forward (modeling_llama.py) holds, per score, the scores in the
+        # compute dtype while softmax(dtype=float32) makes an fp32 copy of its input and its
+        # fp32 output: c + 4 + 4 B (c + 4 in fp32, where the copy is skipped).
+        # infer-llama-3.2-1b-bf16-b4-p4096-n64-eager: 20.0 GiB of scores at 10 B each.
+        per = c + 4 + (4 if c != 4 else 0)
+        prefill += w.batch * s.heads * w.prompt * w.prompt * per
+        formula += f" + scores {w.batch} x {s.heads} x {w.prompt}^2 x {per} B"
+    elif _math_sdpa(spec, w, c):
+        # math sdpa: the fp32 scores (with the mask added) and their softmax at once.
+        prefill += w.batch * s.heads * w.prompt * w.prompt * 8
+        formula += f" + math-kernel scores {w.batch} x {s.heads} x {w.prompt}^2 x 8 B"
     if w.dtype in ("nf4", "fp4", "int8", "gptq", "awq"):
         # Each quantized linear is dequantized to 16 bit for its matmul (bitsandbytes
         # MatMul4Bit / int8 outlier path): one layer's largest weight at a time.
@@ -250,24 +274,52 @@ def _layer_activation_bytes(spec: ModelSpec, w: Workload, s: _Shapes, c: int) ->
         # scores in c, fp32 softmax (saved by the cast/matmul), GQA keys/values repeated
         # to every head (repeat_kv), per token: heads x seq.
         attn += s.heads * w.seq * (4 + c) + c * 2 * (s.q - s.kv)
+    elif _math_sdpa(spec, w, c):
+        # math sdpa saves the fp32 softmax output (for its own and the value matmul's grad).
+        attn += s.heads * w.seq * 4
     # SwiGLU: gate out (saved by SiLU), SiLU out and up out (saved by the product), the
     # product (saved by down_proj when it trains).
+    # A frozen projection keeps no input (its weight needs no grad); LoRA's own fp32 copy
+    # of the input is counted below.
     if spec.gated_mlp:
-        mlp = 3 * c * s.inter + (c * s.inter if (full or "down" in targets) else 0)
+        mlp = 3 * c * s.inter + (c * s.inter if full else 0)
     else:
         mlp = 2 * c * s.inter + c * s.inter  # fc out, GELU out, (and GELU's internal copy)
+        if _unfused_gelu(spec):
+            mlp += 2 * c * s.inter
     # LoRA (peft tuners/lora/layer.py): the input is cast to the fp32 adapter dtype and
     # saved by lora_A (4 x in per target), lora_A's output saved by lora_B (4 x r).
+    # Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj: one LoRA per fused
+    # module, one fp32 input copy (lora-phi-3-mini-4k-instruct-r16-all-b8-s1024: 9 GiB
+    # over without this).
     lora_b = 0
     if lora:
+        seen: set[str] = set()
         for sh in _layer_groups(spec)[-1][1]:
             key = _target_key(sh.name)
             if key in targets:
-                lora_b += 4 * sh.in_features + 4 * w.lora_r
-    total = 2 * norm + norm_out_attn + norm_out_mlp + attn + mlp + lora_b
-    desc = (f"norms {2 * norm + norm_out_attn + norm_out_mlp} + attention {attn} + MLP {mlp}"
+                group = FUSED.get(spec.model_type, {}).get(key, key)
+                lora_b += 4 * w.lora_r
+                if group not in seen:
+                    seen.add(group)
+                    lora_b += 4 * sh.in_features
+    # Gemma 2 / 3 add post-attention and post-MLP norms (norms_per_layer 4).
+    n_norms = max(2, spec.norms_per_layer or (4 if spec.model_type in ("gemma2", "gemma3", "gemma3_text") else 2))
+    if spec.model_type in QK_NORM_TYPES:
+        # RMSNorm on q and k per head (modeling_qwen3.Qwen3Attention q_norm / k_norm): its
+        # fp32 input is saved, and the normalised output when its weight trains. Measured:
+        # full-qwen3-1.7b-bf16-adamw-b4-s1024 and qlora-qwen3-8b-r16-all-b1-s4096 (-2 GiB without).
+        attn += 4 * (s.q + s.kv) + (c * (s.q + s.kv) if full else 0)
+    total = n_norms * norm + norm_out_attn + norm_out_mlp + attn + mlp + lora_b
+    desc = (f"norms {n_norms * norm + norm_out_attn + norm_out_mlp} + attention {attn} + MLP {mlp}"
             + (f" + LoRA {lora_b}" if lora_b else "") + " B/token/layer")
     return total, desc
+
+
+# Model types with RMSNorm on queries and keys (q_norm / k_norm).
+QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2", "olmoe"}
+# Projections one fused HF module computes (LoRA wraps the fused module).
+FUSED = {"phi3": {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}}
 
 
 def _target_key(name: str) -> str:
@@ -421,7 +473,7 @@ def training(spec: ModelSpec, w: Workload, comps: list[Component], linear: int) 
     # cross_entropy, whose log_softmax saves its fp32 output; the model's own logits in
     # the compute dtype stay referenced by the output. Backward then holds the fp32 grads
     # of log_softmax's output and input at once.
-    lo_c = c if c != 4 else 0  # in fp32 the upcast is the same tensor
+    lo_c = c  # the model's logits (in fp32 the upcast is a no-op, the tensor is still kept)
     softcap = c if spec.model_type in ("gemma2",) else 0  # final_logit_softcapping's tanh
     logits_kept = tokens * s.vocab * (lo_c + 4 + softcap)
     logits_peak = tokens * s.vocab * (4 + 4)
@@ -432,7 +484,19 @@ def training(spec: ModelSpec, w: Workload, comps: list[Component], linear: int) 
                            "torch CUDABlasHandlePool: 4096 KiB x 8 on Hopper"))
 
     # -- which moment is the peak ----------------------------------------------------------
-    backward_peak = kept + logits_kept + logits_peak + (grads if w.grad_accum > 1 else 0)
+    if w.grad_ckpt:
+        # The loss's backward (logits grads) finishes and frees before the last layer is
+        # recomputed: the two transients do not overlap. Measured on the five -ckpt runs
+        # (their sum over-predicts by 0.3 x one fp32 logits copy).
+        recompute = tokens * per_layer
+        backward_peak = kept - recompute + logits_kept + max(logits_peak, recompute) \
+            + (grads if w.grad_accum > 1 else 0)
+        if logits_peak > recompute:
+            kept -= recompute
+            _replace(comps, "activations", int(kept), act_formula.split(" + one layer")[0]
+                     + " (the recomputed layer comes after the loss's backward)")
+    else:
+        backward_peak = kept + logits_kept + logits_peak + (grads if w.grad_accum > 1 else 0)
     optimizer_peak = grads + opt_temp
     if optimizer_peak > backward_peak:
         # At optimizer.step() activations are gone; gradients and the step's buffers are
@@ -455,16 +519,36 @@ def _replace(comps: list[Component], key: str, value: int, why: str) -> None:
             comps[i] = Component(key, value, f"{why}", c.source)
 
 
-def _reserve(comps: list[Component], w: Workload) -> Component:
+def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
     """PyTorch's caching allocator keeps freed blocks for reuse and rounds large blocks up
     (c10/cuda/CUDACachingAllocator.cpp), so nvidia-smi sees reserved, not allocated,
-    memory. The gap grows with the transient working set; its size per unit of transient
-    memory is measured (coefficients.py)."""
-    transient = sum(c.bytes for c in comps if c.key in ("activations", "logits", "kv_cache", "optimizer_temp"))
-    frac = K.RESERVE_TRAIN if w.training else K.RESERVE_INFER
-    return Component("allocator_reserve", int(transient * frac),
-                     f"{frac:.0%} of the {transient / 2**30:.2f} GiB transient working set",
-                     "c10/cuda/CUDACachingAllocator.cpp; fraction measured on H100 runs")
+    memory. The gap (reserved - allocated at the peak) is fitted by least squares on the
+    tune split to the transients that cause it (coefficients.py says which runs)."""
+    b = {c.key: c.bytes for c in comps}
+    if not w.training:
+        s = _Shapes.of(spec)
+        c = BYTES[_act_dtype(w)]
+        scores = w.batch * s.heads * w.prompt * w.prompt * (c + 4 + (4 if c != 4 else 0)) \
+            if w.attn == "eager" else 0
+        other = b.get("activations", 0) - scores
+        int8 = 0
+        if w.dtype == "int8":
+            int8 = max(sh.in_features * sh.out_features for _, ls in _layer_groups(spec) for sh in ls)
+        gap = (K.RESERVE_KV * b.get("kv_cache", 0) + K.RESERVE_PREFILL * other
+               + K.RESERVE_EAGER_SCORES * scores + K.RESERVE_INT8_PER_WEIGHT * int8)
+        formula = (f"{K.RESERVE_KV:g} x KV cache (grown by torch.cat each token) + {K.RESERVE_PREFILL:g} x prefill"
+                   + (f" + {K.RESERVE_EAGER_SCORES:g} x eager scores" if scores else "")
+                   + (f" + {K.RESERVE_INT8_PER_WEIGHT:g} B x largest int8 weight" if int8 else ""))
+    else:
+        adam = b.get("weights", 0) if (w.optim == "adamw" and w.task != "galore") else 0
+        if w.task in ("lora", "qlora"):
+            adam = 0
+        gap = (K.RESERVE_LOGITS * b.get("logits", 0) + K.RESERVE_ACTIVATIONS * b.get("activations", 0)
+               + K.RESERVE_FOREACH * adam)
+        formula = (f"{K.RESERVE_LOGITS:g} x logits + {K.RESERVE_ACTIVATIONS:g} x activations"
+                   + (f" + {K.RESERVE_FOREACH:g} x weights (foreach AdamW step)" if adam else ""))
+    return Component("allocator_reserve", int(gap), formula,
+                     "c10/cuda/CUDACachingAllocator.cpp; coefficients fitted on H100 runs")
 
 
 def estimate(spec: ModelSpec, w: Workload) -> Estimate:
@@ -476,7 +560,7 @@ def estimate(spec: ModelSpec, w: Workload) -> Estimate:
     else:
         stage = inference(spec, w, comps)
     _apply_sharding(spec, w, comps)
-    comps.append(_reserve(comps, w))
+    comps.append(_reserve(spec, comps, w))
     comps = [c for c in comps if c.bytes > 0 or c.key in ("weights",)]
     assumptions = [
         "peak of the process on one GPU as nvidia-smi shows it, CUDA context included",
