@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu system libraries Qt needs to run offscreen (and, with --xvfb,
-# in a real window under Xvfb). Does nothing when they are all present, so it is cheap to
-# call from every set-up and test command.
+# in a real window under Xvfb), and poppler-utils when pdftoppm is missing. Does nothing
+# when they are all present, so it is cheap to call from every set-up and test command.
 set -euo pipefail
 
 pkgs=(libglib2.0-0 libgl1 libegl1 libx11-6 libdbus-1-3 libfontconfig1 libxkbcommon0)
@@ -10,6 +10,8 @@ if [[ "${1:-}" == "--xvfb" ]]; then
          libxcb-render-util0 libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1
          libxkbcommon-x11-0)
 fi
+# tests/test_report_pdf.py turns the PDF report's pages into PNG with poppler's pdftoppm.
+command -v pdftoppm >/dev/null 2>&1 || pkgs+=(poppler-utils)
 
 command -v dpkg-query >/dev/null 2>&1 || { echo "system-deps: not a Debian/Ubuntu system; install Qt's libraries (${pkgs[*]}) yourself" >&2; exit 0; }
 

@@ -65,7 +65,6 @@ KNOWN_UNDER = {
     "full-gemma-2-2b-bf16-adamw-b2-s1024": -13.0,  # 5 GiB allocator gap
     "full-phi-3-mini-4k-instruct-bf16-adamw8bit-b4-s1024-ckpt": -8.5,
     "infer-llama-3.1-8b-int8-b1-p1024-n32": -8.5,  # LLM.int8 outlier buffers
-    "lora-gemma-2-9b-r16-qv-b1-s2048": -7.5,
     "infer-qwen2.5-1.5b-fp4-b4-p4096-n64": -7.0,
     "full-llama-3.2-1b-fp32+fp16-adamw-b2-s1024": -7.0,
     "qlora-mistral-7b-v0.3-r32-qv-b8-s512": -6.5,

@@ -6,7 +6,13 @@ what memory did as JSON lines on stdout. Run as a script in a fresh process:
 It needs only the standard library and torch (transformers, peft, bitsandbytes, pynvml
 and psutil are used when importable), because it may run under the user's own training
 interpreter rather than cardfit's. It never imports cardfit. Every line is one JSON
-object with a "type": hello, phase, mark, sample, step, oom, error, result.
+object with a "type": hello, phase, mark, sample, step, oom, error, stopped, result.
+
+SIGTERM asks for a clean stop: the run unwinds, frees its memory and reports a result
+with status "stopped" (the parent kills it if that takes longer than its grace period).
+
+Test-only: a spec key "fault" (hang, hang-hard, segfault, exit, garbage, oom, error)
+injects that fault at the first step, so the tests can prove how the parent ends each.
 
 Peak device memory is what nvidia-smi shows for the process: NVML's device "used" minus
 the baseline read before CUDA starts (the CUDA context, cuBLAS workspaces and managed
@@ -18,6 +24,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -204,6 +211,9 @@ class Run:
 
     # ---- the run ----------------------------------------------------------------------
     def main(self) -> int:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        fault = self.spec.get("fault")
         emit("hello", pid=os.getpid(), python=sys.version.split()[0], executable=sys.executable,
              device=self.device, baseline_device_used=self.baseline, memory_source=self.mem.source,
              device_total=self.mem.total())
@@ -241,6 +251,8 @@ class Run:
             for i in range(warmup + steps):
                 self.set_phase("warmup" if i < warmup else "step", step=i)
                 t = time.perf_counter()
+                if fault and i == 0:
+                    _inject_fault(str(fault), torch)
                 job.step(self.mark)
                 if self.mem.cuda:
                     torch.cuda.synchronize(self.mem.index)
@@ -267,13 +279,19 @@ class Run:
                 self.mark("failure")
             except Exception:
                 pass
-        finally:
-            pass
+        except _Stopped:
+            status, exit_code = "stopped", 5
+            emit("stopped", phase=self.phase)
+        if threading.current_thread() is threading.main_thread():
+            # A second SIGTERM during cleanup just ends the process.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         peak_reading = self.sampler.read()
+        stop_phase = self.phase if status != "ok" else None
         self.set_phase("cleanup")
         self.sampler.stop_event.set()
         self.sampler.join(timeout=2)
         summary = self.summary(status, error)
+        summary["phase"] = stop_phase
         job = None
         gc.collect()
         if self.torch is not None and self.mem.cuda:
@@ -327,6 +345,43 @@ class Run:
         if w.get("task", "infer") == "infer":
             return b * int(w.get("new", 0))
         return b * int(w.get("seq", 0))
+
+
+class _Stopped(BaseException):
+    """Raised in the main thread by SIGTERM: the parent asked for a clean stop."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Stopped()
+
+
+def _inject_fault(kind: str, torch) -> None:
+    """TEST-ONLY fault injection (spec key "fault"); never set by cardfit itself."""
+    if kind == "garbage":
+        for junk in ("not json at all", "[1, 2, 3]", '{"no_type": 1}', '{"type": 5}', "{broken",
+                     "\x00\x01 binary-ish", "x" * 100_000):
+            sys.stdout.write(junk + "\n")
+        sys.stdout.flush()
+        return
+    sys.stderr.write(f"cardfit child: injected fault '{kind}'\n")
+    sys.stderr.flush()
+    if kind in ("hang", "hang-hard"):
+        if kind == "hang-hard":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(3600)
+    if kind == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    if kind == "exit":
+        os._exit(7)
+    if kind == "oom":
+        cls = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+        raise cls("CUDA out of memory. Tried to allocate 2.00 GiB (injected fault)")
+    if kind == "error":
+        raise RuntimeError("injected error")
+    raise ValueError(f"unknown test fault {kind!r}")
 
 
 def _cuda_reason(torch) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cardfit.core.errors import ModelSpecError
+from cardfit.core.specs.filecheck import os_reason, read_bounded
 from cardfit.core.specs.hf_config import spec_from_config
 from cardfit.core.specs.model_spec import ModelSpec
 from cardfit.core.specs.safetensors_header import (
@@ -35,13 +36,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """A config.json as a dict; size-capped, strict JSON, errors name the file."""
     path = Path(path)
     source = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ModelSpecError(f"is {size:,} bytes; a config.json is a few KB (limit 10 MiB)", source=source)
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ModelSpecError(f"cannot read: {exc.strerror or exc}", source=source) from exc
+    raw = read_bounded(path, MAX_CONFIG_BYTES, source, what="config.json (a few KB)")
     data = _strict_json(raw, source, "config")
     if not isinstance(data, dict):
         raise ModelSpecError(f"a config.json must be a JSON object, got {type(data).__name__}", source=source)
@@ -92,7 +87,14 @@ def with_weights(spec: ModelSpec, header: SafetensorsHeader) -> ModelSpec:
 
 
 def spec_from_folder(folder: str | Path, id: str | None = None) -> ModelSpec:
-    folder = Path(folder)
+    try:
+        return _spec_from_folder(Path(folder), id)
+    except OSError as exc:  # an unreadable folder, a file vanishing while we list it
+        raise ModelSpecError(f"cannot read: {os_reason(exc)}",
+                             source=str(exc.filename or folder)) from exc
+
+
+def _spec_from_folder(folder: Path, id: str | None) -> ModelSpec:
     source = str(folder)
     if not folder.is_dir():
         raise ModelSpecError("is not a folder", source=source)
@@ -128,7 +130,11 @@ def spec_from_safetensors_file(path: str | Path, id: str | None = None) -> Model
     path = Path(path)
     config_path = path.parent / "config.json"
     header = read_safetensors_header(path)
-    if config_path.is_file():
+    try:
+        has_config = config_path.is_file()
+    except OSError as exc:
+        raise ModelSpecError(f"cannot read: {os_reason(exc)}", source=str(config_path)) from exc
+    if has_config:
         spec = spec_from_config(load_config_file(config_path), source=str(config_path),
                                 id=id or str(path), name=_folder_name(path.parent))
         return with_weights(spec, header)

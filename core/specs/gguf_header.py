@@ -1,18 +1,21 @@
 """ModelSpec from a GGUF file's header (llama.cpp's format), through the ``gguf`` package.
 
-``gguf.GGUFReader`` memory-maps the file and parses the key/value header and the tensor
-table; tensor data is never read (the byte counts come from each tensor's type and shape,
-``GGML_QUANT_SIZES``). Key names are llama.cpp's (gguf ``Keys``): ``<arch>.block_count``,
+The key/value header and the tensor table are read by a bounded reader of our own (see
+``read_gguf``); tensor data is never read (the byte counts come from each tensor's type
+and shape, ``GGML_QUANT_SIZES``). Key names are llama.cpp's (gguf ``Keys``): ``<arch>.block_count``,
 ``<arch>.attention.head_count`` and so on.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cardfit.core.errors import ModelSpecError
+from cardfit.core.specs.filecheck import open_regular, os_reason, printable
 from cardfit.core.specs.hf_config import spec_from_config
 from cardfit.core.specs.model_spec import ModelSpec
 
@@ -41,13 +44,115 @@ class GGUFInfo:
     has_output: bool = True  # a separate output.weight (False: tied to token_embd)
 
 
-def _value(f: Any) -> Any:
-    """A ReaderField's value (scalar, string or list)."""
-    try:
-        return f.contents()
-    except AttributeError:  # gguf < 0.10 has no contents()
-        part = f.parts[f.data[0]]
-        return part.tolist()[0] if len(part) == 1 else part.tolist()
+# ---- a bounded reader for the GGUF header ---------------------------------------------
+#
+# Format (llama.cpp docs/gguf.md, ggml/src/gguf.cpp): "GGUF", u32 version (2 or 3; 1 had
+# 32-bit counts), u64 tensor count, u64 key/value count; each key/value: string key
+# (u64 length + UTF-8 bytes), u32 value type, the value (an array is u32 item type + u64
+# count + items); each tensor: string name, u32 dims, u64 dims[...], u32 ggml type, u64
+# offset into the data area, which starts at the next multiple of general.alignment
+# (default 32). Little-endian, or big-endian when the version reads byte-swapped.
+#
+# gguf.GGUFReader is not used: it builds a numpy view per array item (a declared count of
+# 2**63 items past the end of the file never ends and grows without bound), so every count
+# here is checked against the bytes left in the file before it is used, large arrays are
+# skipped with a seek, and nothing is allocated by a size the file claims.
+
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+_TYPE_NAMES = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int32",
+               6: "float32", 7: "bool", 8: "string", 9: "array", 10: "uint64", 11: "int64", 12: "float64"}
+MAX_KEY_BYTES = 64 * 1024  # llama.cpp keys are ASCII names of a few dozen bytes
+MAX_STRING_KEEP = 64 * 1024  # longer string values (chat templates) are skipped, not kept
+MAX_ARRAY_KEEP = 1 << 16  # arrays kept as values (per-layer figures); longer ones: length only
+MAX_STRINGS = 1 << 22  # string arrays (vocabularies: 262,144 tokens for Gemma 3) are walked
+MAX_KV = 1 << 16  # llama.cpp files carry a few dozen keys
+MAX_TENSORS = 1 << 20
+MAX_DIMS = 8  # GGML_MAX_DIMS is 4
+
+
+@dataclass(frozen=True)
+class GGUFArray:
+    """An array value that was skipped (too long to keep, or of strings): type and length."""
+
+    item_type: str
+    count: int
+
+
+class _Header:
+    """Sequential reads from the header, each checked against the file's size."""
+
+    def __init__(self, fh: Any, size: int, source: str):
+        self.fh = fh
+        self.size = size
+        self.source = source
+        self.pos = 0
+        self.order = "<"
+
+    def fail(self, message: str, field: str | None = None) -> ModelSpecError:
+        return ModelSpecError(message, source=self.source, field=None if field is None else printable(field))
+
+    def need(self, n: int, what: str, field: str | None = None) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise self.fail(f"truncated: {what} at byte {self.pos:,} needs {n:,} bytes but the file has"
+                            f" {max(0, self.size - self.pos):,} left", field)
+
+    def raw(self, n: int, what: str, field: str | None = None) -> bytes:
+        self.need(n, what, field)
+        data = self.fh.read(n)
+        if len(data) != n:  # the file shrank under us
+            raise self.fail(f"truncated while reading {what}", field)
+        self.pos += n
+        return data
+
+    def skip(self, n: int, what: str, field: str | None = None) -> None:
+        self.need(n, what, field)
+        self.fh.seek(n, 1)
+        self.pos += n
+
+    def scalar(self, code: str, what: str, field: str | None = None) -> Any:
+        size = struct.calcsize(code)
+        return struct.unpack(self.order + code, self.raw(size, what, field))[0]
+
+    def string(self, what: str, limit: int, field: str | None = None) -> str | None:
+        """A GGUF string; None (skipped) when longer than ``limit``."""
+        n = self.scalar("Q", f"the length of {what}", field)
+        if n > limit:
+            self.skip(n, what, field)
+            return None
+        return self.raw(n, what, field).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, key: str) -> Any:
+        if vtype in _SCALARS:
+            return self.scalar(_SCALARS[vtype], "a value", key)
+        if vtype == _STRING:
+            text = self.string("a string value", MAX_STRING_KEEP, key)
+            return GGUFArray("string", -1) if text is None else text
+        if vtype != _ARRAY:
+            raise self.fail(f"unknown value type {vtype}", key)
+        itype = self.scalar("I", "an array's item type", key)
+        count = self.scalar("Q", "an array's length", key)
+        if itype in _SCALARS:
+            item = struct.calcsize(_SCALARS[itype])
+            # Checked before anything is read or allocated: a count past the end of the
+            # file is a truncated or hostile file.
+            self.need(count * item, f"an array of {count:,} {_TYPE_NAMES[itype]}", key)
+            if count <= MAX_ARRAY_KEEP:
+                data = self.raw(count * item, "an array", key)
+                return list(struct.unpack(f"{self.order}{count}{_SCALARS[itype]}", data))
+            self.skip(count * item, "an array", key)
+            return GGUFArray(_TYPE_NAMES[itype], count)
+        if itype == _STRING:
+            self.need(count * 8, f"an array of {count:,} strings", key)  # 8 length bytes each
+            if count > MAX_STRINGS:
+                raise self.fail(f"{count:,} strings is over the {MAX_STRINGS:,} a model header holds", key)
+            for _ in range(count):
+                n = self.scalar("Q", "a string's length", key)
+                self.skip(n, "a string", key)
+            return GGUFArray("string", count)
+        if itype == _ARRAY:
+            raise self.fail("arrays of arrays are not part of GGUF", key)
+        raise self.fail(f"unknown array item type {itype}", key)
 
 
 def _file_type_name(code: Any) -> str:
@@ -55,80 +160,125 @@ def _file_type_name(code: Any) -> str:
 
     try:
         name = gguf.LlamaFileType(int(code)).name
-    except (ValueError, TypeError):
-        return f"type {code}"
+    except (ValueError, TypeError, OverflowError):
+        return f"type {code!s:.20}"
     return name.replace("MOSTLY_", "").replace("ALL_", "")
 
 
 def read_gguf(path: str | os.PathLike) -> GGUFInfo:
-    """The header of a .gguf file; every failure is a ModelSpecError naming the file."""
+    """The header of a .gguf file; every failure is a ModelSpecError naming the file.
+    Reads only the header (a few MB at most for a real model), never tensor data."""
     source = str(path)
     try:
         import gguf
     except ImportError as exc:  # pragma: no cover - gguf is a declared dependency
         raise ModelSpecError("reading GGUF files needs the 'gguf' package (pip install gguf)",
                              source=source) from exc
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise ModelSpecError(f"cannot read: {exc.strerror or exc}", source=source) from exc
-    if size < 24:
-        raise ModelSpecError(f"truncated: {size} bytes is too short for a GGUF header", source=source)
-    try:
-        reader = gguf.GGUFReader(path, "r")
-    except ModelSpecError:
-        raise
-    except Exception as exc:  # the reader raises ValueError, IndexError, KeyError... on bad files
-        raise ModelSpecError(f"not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})",
-                             source=source) from exc
-    try:
-        arch_field = reader.get_field("general.architecture")
-        if arch_field is None:
-            raise ModelSpecError("missing general.architecture", source=source, field="general.architecture")
-        arch = _value(arch_field)
-        if not isinstance(arch, str) or not arch:
-            raise ModelSpecError(f"expected a name, got {arch!r:.40}", source=source,
-                                 field="general.architecture")
-        prefix = arch + "."
-        fields: dict[str, Any] = {}
-        for key, f in reader.fields.items():
-            if key.startswith(prefix):
-                fields[key[len(prefix):]] = _value(f)
-        ft = reader.get_field("general.file_type")
-        file_type = _file_type_name(_value(ft)) if ft is not None else "unknown"
-        params_by_type: dict[str, int] = {}
-        bytes_by_type: dict[str, int] = {}
-        vocab = None
-        has_output = False
-        total_params = total_bytes = 0
-        for t in reader.tensors:
-            tname = t.tensor_type.name
-            n, b = int(t.n_elements), int(t.n_bytes)
-            if int(t.data_offset) + b > size:
-                raise ModelSpecError(f"tensor '{t.name}' runs past the end of the file: truncated",
-                                     source=source, field=t.name)
-            params_by_type[tname] = params_by_type.get(tname, 0) + n
-            bytes_by_type[tname] = bytes_by_type.get(tname, 0) + b
-            total_params += n
-            total_bytes += b
-            dims = [int(d) for d in t.shape]
-            if t.name == "token_embd.weight" and len(dims) == 2:
-                vocab = dims[1]  # GGUF lists dims fastest first: [hidden, vocab]
-            if t.name == "output.weight":
-                has_output = True
-        if vocab is None:
-            tok = reader.get_field("tokenizer.ggml.tokens")
-            if tok is not None:
-                vocab = len(tok.data)
-        if isinstance(fields.get("vocab_size"), int):
-            vocab = vocab or fields["vocab_size"]
-    except ModelSpecError:
-        raise
-    except Exception as exc:
-        raise ModelSpecError(f"not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})",
-                             source=source) from exc
+    with open_regular(path, source) as fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size < 24:
+                raise ModelSpecError(f"truncated: {size} bytes is too short for a GGUF header",
+                                     source=source)
+            return _read_header(_Header(fh, size, source), gguf)
+        except OSError as exc:
+            raise ModelSpecError(f"cannot read: {os_reason(exc)}", source=source) from exc
+
+
+def _read_header(h: _Header, gguf: Any) -> GGUFInfo:
+    source = h.source
+    magic = h.raw(4, "the magic")
+    if magic != b"GGUF":
+        raise h.fail(f"not a GGUF file (it starts with {magic!r}, not b'GGUF')", "magic")
+    (version,) = struct.unpack("<I", h.raw(4, "the version"))
+    if version & 0xFFFF == 0:  # written on a big-endian machine (GGUFReader's test)
+        h.order = ">"
+        version = struct.unpack(">I", struct.pack("<I", version))[0]
+    if version not in (2, 3):
+        raise h.fail(f"GGUF version {version} is not supported (2 and 3 are)", "version")
+    n_tensors = h.scalar("Q", "the tensor count")
+    n_kv = h.scalar("Q", "the key/value count")
+    if n_kv > MAX_KV or n_kv * 13 > h.size:  # a key/value takes 13 bytes at least
+        raise h.fail(f"{n_kv:,} key/value pairs cannot fit in a {h.size:,}-byte file", "kv_count")
+    if n_tensors > MAX_TENSORS or n_tensors * 24 > h.size:  # a tensor entry: 24 bytes at least
+        raise h.fail(f"{n_tensors:,} tensors cannot fit in a {h.size:,}-byte file", "tensor_count")
+
+    kv: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = h.string("a key", MAX_KEY_BYTES)
+        if key is None:
+            raise h.fail(f"a key at byte {h.pos:,} is over {MAX_KEY_BYTES:,} bytes", "key")
+        vtype = h.scalar("I", "a value type", key)
+        if key in kv:
+            raise h.fail("the key appears twice", key)
+        kv[key] = h.value(vtype, key)
+
+    arch = kv.get("general.architecture")
+    if arch is None:
+        raise h.fail("missing general.architecture", "general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise h.fail(f"expected a name, got {arch!r:.40}", "general.architecture")
+    prefix = arch + "."
+    fields = {k[len(prefix):]: v for k, v in kv.items() if k.startswith(prefix)}
+    ft = kv.get("general.file_type")
+    file_type = "unknown" if ft is None else _file_type_name(ft)
+    alignment = kv.get("general.alignment", 32)
+    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 \
+            or alignment & (alignment - 1):
+        raise h.fail(f"must be a power of two, got {alignment!r:.40}", "general.alignment")
+
+    infos: list[tuple[str, int, list[int], int]] = []
+    names: set[str] = set()
+    for _ in range(n_tensors):
+        name = h.string("a tensor name", MAX_KEY_BYTES, "tensors")
+        if name is None:
+            raise h.fail(f"a tensor name at byte {h.pos:,} is over {MAX_KEY_BYTES:,} bytes", "tensors")
+        if name in names:
+            raise h.fail("the tensor appears twice", name)
+        names.add(name)
+        n_dims = h.scalar("I", "a tensor's dimension count", name)
+        if n_dims > MAX_DIMS:
+            raise h.fail(f"{n_dims:,} dimensions (GGUF tensors have at most 4)", name)
+        dims = [h.scalar("Q", "a tensor dimension", name) for _ in range(n_dims)]
+        ttype = h.scalar("I", "a tensor type", name)
+        offset = h.scalar("Q", "a tensor offset", name)
+        infos.append((name, ttype, dims, offset))
+    data_start = -(-h.pos // alignment) * alignment
+
+    params_by_type: dict[str, int] = {}
+    bytes_by_type: dict[str, int] = {}
+    vocab = None
+    has_output = False
+    total_params = total_bytes = 0
+    for name, ttype, dims, offset in infos:
+        try:
+            qtype = gguf.GGMLQuantizationType(ttype)
+            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise h.fail(f"unknown tensor type {ttype}", name) from None
+        n = math.prod(dims)
+        b = n * type_size // block
+        if data_start + offset + b > h.size:
+            raise h.fail("runs past the end of the file: truncated", name)
+        tname = qtype.name
+        params_by_type[tname] = params_by_type.get(tname, 0) + n
+        bytes_by_type[tname] = bytes_by_type.get(tname, 0) + b
+        total_params += n
+        total_bytes += b
+        if name == "token_embd.weight" and len(dims) == 2:
+            vocab = dims[1]  # GGUF lists dims fastest first: [hidden, vocab]
+        if name == "output.weight":
+            has_output = True
+    if vocab is None:
+        tok = kv.get("tokenizer.ggml.tokens")
+        if isinstance(tok, GGUFArray):
+            vocab = tok.count
+        elif isinstance(tok, list):
+            vocab = len(tok)
+    if isinstance(fields.get("vocab_size"), int) and not isinstance(fields.get("vocab_size"), bool):
+        vocab = vocab or fields["vocab_size"]
     return GGUFInfo(path=source, architecture=arch, fields=fields, file_type=file_type,
-                    tensor_count=len(reader.tensors), total_params=total_params,
+                    tensor_count=len(infos), total_params=total_params,
                     total_bytes=total_bytes, params_by_type=params_by_type,
                     bytes_by_type=bytes_by_type, vocab_size=vocab, has_output=has_output)
 

@@ -31,8 +31,14 @@ def resolve_model(text: str) -> ModelSpec:
     t = (text or "").strip()
     if not t:
         raise ModelSpecError(f"no model given: {USAGE}")
-    path = Path(t).expanduser()
-    if path.exists():
+    try:
+        path = Path(t).expanduser()
+        exists = path.exists()
+    except (OSError, ValueError, RuntimeError) as exc:
+        # a name too long for the OS, an embedded NUL (GUI text), '~user' with no such user
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ModelSpecError(f"not a usable path ({reason}). {USAGE}", source=_shorten(t)) from None
+    if exists:
         return _from_path(path, t)
     spec = find_model(t)
     if spec is not None:
@@ -54,6 +60,10 @@ def resolve_model(text: str) -> ModelSpec:
     hint = f"; close catalog models: {', '.join(near)}" if near else ""
     raise ModelSpecError(f"'{t}' is not a file, a catalog model or a Hub id (org/name){hint}. {USAGE}",
                          source=t)
+
+
+def _shorten(t: str, keep: int = 120) -> str:
+    return t if len(t) <= keep else f"{t[:keep // 2]}...{t[-keep // 2:]} ({len(t):,} characters)"
 
 
 def _looks_like_path(t: str) -> bool:

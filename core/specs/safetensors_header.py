@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cardfit.core.errors import ModelSpecError
+from cardfit.core.specs.filecheck import open_regular, os_reason, printable, read_bounded
 
 # A header is a few MB even for 1000-shard models' shards; beyond this it is not a model.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -119,7 +120,7 @@ def read_safetensors_header(path: str | os.PathLike, max_header: int = MAX_HEADE
     """Tensor names, dtypes, shapes and sizes of one .safetensors file (header only)."""
     source = str(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, source) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size < 8:
                 raise ModelSpecError(
@@ -141,7 +142,7 @@ def read_safetensors_header(path: str | os.PathLike, max_header: int = MAX_HEADE
     except ModelSpecError:
         raise
     except OSError as exc:
-        raise ModelSpecError(f"cannot read: {exc.strerror or exc}", source=source) from exc
+        raise ModelSpecError(f"cannot read: {os_reason(exc)}", source=source) from exc
     if len(raw) != n:
         raise ModelSpecError(f"truncated: header is {len(raw)} of {n} bytes", source=source, field="header")
     header = _strict_json(raw, source, "header")
@@ -162,42 +163,43 @@ def read_safetensors_header(path: str | os.PathLike, max_header: int = MAX_HEADE
     spans.sort()
     for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
         if b1 < e0:
-            raise ModelSpecError(f"data of '{n1}' overlaps '{n0}' ([{b1}, {e1}) inside [{b0}, {e0}))",
-                                 source=source, field=f"{n1}.data_offsets")
+            raise ModelSpecError(f"data of '{printable(n1)}' overlaps '{printable(n0)}' ([{b1}, {e1}) inside"
+                                 f" [{b0}, {e0}))", source=source, field=f"{printable(n1)}.data_offsets")
     return SafetensorsHeader(path=source, tensors=tuple(tensors), metadata=metadata, files=(source,))
 
 
 def _entry(name: str, entry: Any, data_size: int, source: str,
            spans: list[tuple[int, int, str]]) -> TensorEntry:
+    shown = printable(name)
     if not isinstance(entry, dict):
         raise ModelSpecError(f"must be an object with dtype, shape and data_offsets, got {type(entry).__name__}",
-                             source=source, field=name)
+                             source=source, field=shown)
     dtype = entry.get("dtype")
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise ModelSpecError(f"unknown dtype {dtype!r:.40} (known: {', '.join(sorted(DTYPE_BITS))})",
-                             source=source, field=f"{name}.dtype")
+                             source=source, field=f"{shown}.dtype")
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(_nonneg_int(d) for d in shape):
         raise ModelSpecError(f"shape must be a list of non-negative whole numbers, got {shape!r:.60}",
-                             source=source, field=f"{name}.shape")
+                             source=source, field=f"{shown}.shape")
     offsets = entry.get("data_offsets")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_nonneg_int(o) for o in offsets)):
         raise ModelSpecError(f"data_offsets must be [begin, end] whole numbers, got {offsets!r:.60}",
-                             source=source, field=f"{name}.data_offsets")
+                             source=source, field=f"{shown}.data_offsets")
     begin, end = offsets
     if begin > end:
         raise ModelSpecError(f"data_offsets begin {begin} is after end {end}",
-                             source=source, field=f"{name}.data_offsets")
+                             source=source, field=f"{shown}.data_offsets")
     if end > data_size:
         raise ModelSpecError(
             f"data_offsets end {end:,} is past the data area ({data_size:,} bytes): truncated file",
-            source=source, field=f"{name}.data_offsets")
+            source=source, field=f"{shown}.data_offsets")
     numel = math.prod(shape)
     nbytes = (numel * DTYPE_BITS[dtype] + 7) // 8
     if end - begin != nbytes:
         raise ModelSpecError(
             f"data_offsets span {end - begin:,} bytes but {dtype} x {shape} needs {nbytes:,}",
-            source=source, field=f"{name}.data_offsets")
+            source=source, field=f"{shown}.data_offsets")
     spans.append((begin, end, name))
     return TensorEntry(name=name, dtype=dtype, shape=tuple(shape), nbytes=nbytes, file=source)
 
@@ -206,14 +208,7 @@ def read_safetensors_index(index_path: str | os.PathLike) -> SafetensorsHeader:
     """Every tensor of a sharded model: ``model.safetensors.index.json`` plus its shards."""
     source = str(index_path)
     path = Path(index_path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_INDEX_BYTES:
-            raise ModelSpecError(f"index is {size:,} bytes, over the {MAX_INDEX_BYTES // (1024 * 1024)} MiB limit",
-                                 source=source)
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ModelSpecError(f"cannot read: {exc.strerror or exc}", source=source) from exc
+    raw = read_bounded(path, MAX_INDEX_BYTES, source, what="safetensors index")
     index = _strict_json(raw, source, "index")
     if not isinstance(index, dict):
         raise ModelSpecError("the index must be a JSON object", source=source)
@@ -224,27 +219,28 @@ def read_safetensors_index(index_path: str | os.PathLike) -> SafetensorsHeader:
     shards: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
         if (not isinstance(shard, str) or not shard.endswith(".safetensors")
-                or "/" in shard or "\\" in shard or shard.startswith(".")):
+                or "/" in shard or "\\" in shard or "\0" in shard or shard.startswith(".")):
             raise ModelSpecError(f"shard for '{name}' must be a .safetensors file name in the same folder,"
-                                 f" got {shard!r:.80}", source=source, field=f"weight_map.{name}")
+                                 f" got {shard!r:.80}", source=source, field=f"weight_map.{printable(name)}")
         shards.setdefault(shard, []).append(name)
     tensors: list[TensorEntry] = []
     seen: dict[str, str] = {}
     for shard, names in shards.items():
         shard_path = path.parent / shard
         if not shard_path.is_file():
-            raise ModelSpecError(f"shard '{shard}' listed in the index is missing", source=source,
-                                 field=f"weight_map.{names[0]}")
+            raise ModelSpecError(f"shard '{printable(shard)}' listed in the index is missing", source=source,
+                                 field=f"weight_map.{printable(names[0])}")
         header = read_safetensors_header(shard_path)
         have = {t.name for t in header.tensors}
         missing = [n for n in names if n not in have]
         if missing:
-            raise ModelSpecError(f"tensor '{missing[0]}' is mapped to '{shard}' but not in it",
-                                 source=source, field=f"weight_map.{missing[0]}")
+            raise ModelSpecError(f"tensor '{printable(missing[0])}' is mapped to '{printable(shard)}' but not in it",
+                                 source=source, field=f"weight_map.{printable(missing[0])}")
         for t in header.tensors:
             if t.name in seen:
-                raise ModelSpecError(f"tensor '{t.name}' is in both '{seen[t.name]}' and '{shard}'",
-                                     source=source, field=t.name)
+                raise ModelSpecError(f"tensor '{printable(t.name)}' is in both"
+                                     f" '{printable(seen[t.name])}' and '{printable(shard)}'",
+                                     source=source, field=printable(t.name))
             seen[t.name] = shard
             tensors.append(t)
     meta = index.get("metadata") if isinstance(index.get("metadata"), dict) else {}
@@ -271,8 +267,8 @@ def read_safetensors_folder(folder: str | os.PathLike) -> SafetensorsHeader | No
         meta.update(header.metadata)
         for t in header.tensors:
             if t.name in seen:
-                raise ModelSpecError(f"tensor '{t.name}' is in both '{seen[t.name]}' and '{f.name}'",
-                                     source=str(folder), field=t.name)
+                raise ModelSpecError(f"tensor '{printable(t.name)}' is in both '{seen[t.name]}' and '{f.name}'",
+                                     source=str(folder), field=printable(t.name))
             seen[t.name] = f.name
             tensors.append(t)
     return SafetensorsHeader(path=str(folder), tensors=tuple(tensors), metadata=meta,

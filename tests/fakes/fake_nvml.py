@@ -7,7 +7,9 @@ library) so error handling is exercised as on a real machine. Install it with
 
 Knobs per GPU: ``not_supported`` / ``no_permission`` (function names that fail that way),
 ``lost`` (every call fails with "GPU is lost"), ``lose_after_memory_reads`` (the GPU falls
-off the bus after that many memory reads: a GPU lost mid-session), ``reserved=None`` (no
+off the bus after that many memory reads: a GPU lost mid-session), ``fail_after_calls`` /
+``fail_code`` (after that many calls of any kind, every call on the GPU fails with that NVML
+code: a driver or GPU failing mid-session at whatever call comes next), ``reserved=None`` (no
 v2 memory info, as on drivers before R510). Knobs for the library: ``init_error`` (an NVML
 return code nvmlInit fails with), ``missing`` (functions absent from these bindings),
 ``mismatch`` (functions that raise NVMLLibraryMismatchError, as pynvml's unversioned
@@ -78,6 +80,9 @@ class FakeGpu:
     lose_after_memory_reads: int | None = None
     used_sequence: list[int] | None = None  # successive "used" values for memory reads
     memory_reads: int = 0
+    fail_after_calls: int | None = None
+    fail_code: int = GPU_IS_LOST
+    calls: int = 0
 
 
 class FakeHandle:
@@ -130,6 +135,11 @@ class FakeNvml:
         if fn in self.mismatch:
             raise NVMLLibraryMismatchError(f"{fn}: unversioned function not in this driver")
         gpu = self.gpus[handle.index]
+        with self._lock:
+            n = gpu.calls
+            gpu.calls += 1
+        if gpu.fail_after_calls is not None and n >= gpu.fail_after_calls:
+            self._raise(gpu.fail_code)
         if gpu.lost:
             self._raise(GPU_IS_LOST)
         if fn in gpu.not_supported:
