@@ -79,6 +79,12 @@ def run(args) -> int:
             raise UsageError(f"--out {args.out}: the folder {folder} does not exist")
     workload = workload_from_args(args)
     request = make_request(args, workload)
+    # -- issue 10 hook (multi-GPU helper): --gpus N > 1 runs one rank per GPU --
+    if workload.gpus > 1:
+        from cardfit.cli.fittest_multi import run_multi
+
+        return run_multi(args, request)
+    # -- end of issue 10 hook --
     request.check()
     spec = resolve_model(args.model)
     if args.search:

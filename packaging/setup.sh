@@ -19,6 +19,6 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" install "${CARDFIT_TORCH:-torch==2.13.0}"
 stamp=.venv/.cardfit-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-  "${pip[@]}" install -e '.[test]'
+  "${pip[@]}" install -e '.[test,dist]'
   touch "$stamp"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu system libraries Qt needs to run offscreen (and, with --xvfb,
-# in a real window under Xvfb), and poppler-utils when pdftoppm is missing. Does nothing
+# in a real window under Xvfb), poppler-utils when pdftoppm is missing, and the desktop-entry
+# and AppStream validators the packaging tests use. Does nothing
 # when they are all present, so it is cheap to call from every set-up and test command.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ if [[ "${1:-}" == "--xvfb" ]]; then
 fi
 # tests/test_report_pdf.py turns the PDF report's pages into PNG with poppler's pdftoppm.
 command -v pdftoppm >/dev/null 2>&1 || pkgs+=(poppler-utils)
+# tests/test_packaging_linux.py validates the desktop entry and the AppStream metainfo.
+command -v desktop-file-validate >/dev/null 2>&1 || pkgs+=(desktop-file-utils)
+command -v appstreamcli >/dev/null 2>&1 || pkgs+=(appstream)
 
 command -v dpkg-query >/dev/null 2>&1 || { echo "system-deps: not a Debian/Ubuntu system; install Qt's libraries (${pkgs[*]}) yourself" >&2; exit 0; }
 

@@ -36,11 +36,17 @@ if _HERE not in sys.path:
 
 _out_lock = threading.Lock()
 _T0 = time.monotonic()
+# -- issue 10 hook (multi-GPU helper): a rank of a multi-GPU run tags every event --
+_RANK = os.environ.get("CARDFIT_RANK")
+_RANK = int(_RANK) if _RANK and _RANK.isdigit() else None
+# -- end of issue 10 hook --
 
 
 def emit(kind: str, **fields) -> None:
     fields["type"] = kind
     fields.setdefault("t", round(time.monotonic() - _T0, 4))
+    if _RANK is not None:  # issue 10 hook
+        fields.setdefault("rank", _RANK)
     line = json.dumps(fields, separators=(",", ":"), default=str)
     with _out_lock:
         sys.stdout.write(line + "\n")
@@ -360,8 +366,9 @@ def _inject_fault(kind: str, torch) -> None:
     if kind == "garbage":
         for junk in ("not json at all", "[1, 2, 3]", '{"no_type": 1}', '{"type": 5}', "{broken",
                      "\x00\x01 binary-ish", "x" * 100_000):
-            sys.stdout.write(junk + "\n")
-        sys.stdout.flush()
+            with _out_lock:  # whole lines: the sampler thread writes too
+                sys.stdout.write(junk + "\n")
+                sys.stdout.flush()
         return
     sys.stderr.write(f"cardfit child: injected fault '{kind}'\n")
     sys.stderr.flush()

@@ -68,6 +68,12 @@ def lora_target_modules(model, targets: str):
 
 
 def build_and_prepare(spec: dict, torch, device: str) -> Job:
+    # -- issue 10 hook (multi-GPU helper): one rank of a multi-GPU run (distributed.py) --
+    if spec.get("distributed"):
+        from distributed import build_and_prepare_distributed
+
+        return build_and_prepare_distributed(spec, torch, device)
+    # -- end of issue 10 hook --
     w = dict(spec.get("workload", {}))
     config = spec["config"]
     task = w.get("task", "infer")
