@@ -221,12 +221,9 @@ class PlanResult:
 def compute_plan(spec: ModelSpec, w: Workload, available: int, card_name: str,
                  ram_available: int | None) -> PlanResult:
     e = estimate(spec, w)
-    # The alternatives keep the batch and lengths of ``w``; autocast belongs to full
-    # fine-tuning only, so it is dropped from the base the LoRA/GaLore candidates derive from
-    # (core's candidates would otherwise carry amp=bf16 onto bf16 weights, which is invalid).
-    base = w.with_(amp="none") if w.amp != "none" else w
+    # The alternatives keep the batch and lengths of ``w``.
     try:
-        plans = best_plans(spec, available, base, card_name, ram_available)
+        plans = best_plans(spec, available, w, card_name, ram_available)
         sentence = plan_sentence(plans)
     except CardfitError as exc:
         plans, sentence = [], f"no alternative plans: {exc}"
@@ -236,8 +233,6 @@ def compute_plan(spec: ModelSpec, w: Workload, available: int, card_name: str,
         mb = -1  # the search itself failed: shown as unknown
     try:
         ms = max_seq(spec, w, available)
-        # The solver searches from 128 tokens up and answers 127 when not even 128 fit.
-        ms = ms if ms >= 128 else 0
     except CardfitError:
         ms = -1  # e.g. a config's max_position beyond what a Workload accepts
     return PlanResult(e, plans, sentence, mb, ms, available, card_name, ram_available)

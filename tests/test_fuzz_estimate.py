@@ -60,8 +60,10 @@ def extreme_specs(draw):
 
 @st.composite
 def workloads(draw):
-    kw = dict(task=draw(st.sampled_from(TASKS)), dtype=draw(st.sampled_from(DTYPES)),
-              amp=draw(st.sampled_from(AMPS)), optim=draw(st.sampled_from(OPTIMS)),
+    task = draw(st.sampled_from(TASKS))
+    amp = draw(st.sampled_from(AMPS)) if task == "full" else "none"  # autocast is full fine-tuning's
+    dtype = "fp32" if amp != "none" else draw(st.sampled_from(DTYPES))
+    kw = dict(task=task, dtype=dtype, amp=amp, optim=draw(st.sampled_from(OPTIMS)),
               batch=draw(edge(1, 1 << 20)), seq=draw(edge(1, 1 << 24)), prompt=draw(edge(1, 1 << 24)),
               new=draw(edge(0, 1 << 24)), kv_dtype=draw(st.sampled_from([None, "fp32", "fp8", "int4"])),
               grad_ckpt=draw(st.booleans()), grad_accum=draw(edge(1, 1 << 20)),
@@ -70,10 +72,6 @@ def workloads(draw):
               frozen_layers=draw(edge(0, 1 << 20)), quant_group_size=draw(edge(1, 1 << 16)),
               gpus=draw(edge(1, 1 << 12)), zero=draw(st.sampled_from([0, 0, 1, 2, 3])),
               offload=draw(st.sampled_from(OFFLOADS)))
-    if kw["task"] == "galore":
-        # KNOWN BUG (core/estimate, reported): GaLore over quantized weights or with --amp is
-        # accepted by Workload but crashes the estimator; test_known_estimator_bugs_* pin it.
-        assume(kw["dtype"] in ("fp32", "bf16", "fp16") and kw["amp"] == "none")
     try:
         return Workload(**kw)
     except UsageError:
@@ -102,14 +100,10 @@ def test_estimate_never_crashes(spec, w):
 def test_solvers_never_crash(spec, w, available):
     b = max_batch(spec, w, available)
     assert 0 <= b <= 4096
-    if spec.max_position <= 1 << 24:  # KNOWN BUG: test_known_estimator_bugs_max_seq_long_context
-        s = max_seq(spec, w, available)
-        # KNOWN BUG (core/estimate/solver.py, reported): 127 instead of 0 when 128 tokens do
-        # not fit; test_known_estimator_bugs_max_seq pins it.
-        assert 0 <= s <= max(128, spec.max_position)
-    if w.amp == "none":  # KNOWN BUG: test_known_estimator_bugs_plans
-        plans = best_plans(spec, available, w, "card")
-        assert isinstance(plan_sentence(plans), str)
+    s = max_seq(spec, w, available)
+    assert s == 0 or 128 <= s <= min(max(128, spec.max_position), 1 << 24)
+    plans = best_plans(spec, available, w, "card")
+    assert isinstance(plan_sentence(plans), str)
     v = judge(estimate(spec, w).total_bytes, available, "card")
     json.dumps(v.to_json(), allow_nan=False)
 
@@ -135,41 +129,36 @@ def test_the_largest_accepted_model_is_finite():
     assert math.isfinite(float(e.total_bytes)) and e.total_bytes > 10**30
 
 
-# -- bugs this fuzzing found outside the files its author owns: strict xfails, so the fix
-#    makes them fail loudly and the exclusions above can go.
+# -- bugs this fuzzing found, now fixed: each of these crashed or answered wrong before.
 
 SMALL = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
          "vocab_size": 128, "intermediate_size": 256}
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, UsageError),
-                   reason="estimator.training: BYTES[w.dtype] has no entry for quantized dtypes, and"
-                          " w.with_(task='full') re-validates int8/amp: GaLore + nf4/int8/gptq/awq or --amp crashes")
 @pytest.mark.parametrize("dtype,amp", [("nf4", "none"), ("int8", "none"), ("gptq", "none"), ("bf16", "bf16")])
-def test_known_estimator_bugs_galore(dtype, amp):
-    w = Workload(task="galore", dtype=dtype, amp=amp)  # accepted as valid...
-    estimate(spec_from_config(SMALL, source="s.json"), w)  # ...but the estimate crashes
+def test_galore_over_quantized_weights_or_autocast_is_refused_up_front(dtype, amp):
+    # It used to be accepted, then crash the estimator with a KeyError.
+    with pytest.raises(UsageError, match="GaLore|--amp"):
+        Workload(task="galore", dtype=dtype, amp=amp)
 
 
-@pytest.mark.xfail(strict=True, reason="solver.max_seq returns lo-1 = 127, not 0, when 128 tokens do not fit")
 @pytest.mark.parametrize("task", ["infer", "lora"])
-def test_known_estimator_bugs_max_seq(task):
+def test_max_seq_is_zero_when_not_even_128_tokens_fit(task):
     assert max_seq(spec_from_config(SMALL, source="s.json"), Workload(task=task), 0) == 0
 
 
-@pytest.mark.xfail(strict=True, raises=UsageError,
-                   reason="solver._train_candidates keeps the base's --amp on its bf16 GaLore candidate,"
-                          " which the estimator re-validates as an invalid full fine-tune")
-def test_known_estimator_bugs_plans():
-    # `cardfit plan MODEL --task full --dtype fp32 --amp bf16` exits 2 with "--amp needs fp32"
-    best_plans(spec_from_config(SMALL, source="s.json"), 80 * 2**30,
-               Workload(task="full", dtype="fp32", amp="bf16"), "card")
+def test_plans_from_an_autocast_full_fine_tune():
+    # `cardfit plan MODEL --task full --dtype fp32 --amp bf16` exited 2 with "--amp needs fp32".
+    plans = best_plans(spec_from_config(SMALL, source="s.json"), 80 * 2**30,
+                       Workload(task="full", dtype="fp32", amp="bf16"), "card")
+    assert plans and all(p.workload.amp == "none" or p.workload.task == "full" for p in plans)
 
 
-@pytest.mark.xfail(strict=True, raises=UsageError,
-                   reason="solver.max_seq searches up to max_position (config accepts 1e9) but Workload"
-                          " caps seq/prompt at 2**24: the search's probe raises UsageError")
 @pytest.mark.parametrize("task", ["infer", "lora"])
-def test_known_estimator_bugs_max_seq_long_context(task):
+def test_max_seq_of_a_context_longer_than_a_workload_accepts(task):
     spec = spec_from_config(dict(SMALL, max_position_embeddings=2**26), source="s.json")
-    max_seq(spec, Workload(task=task), 2**62)
+    # The search stops at the 2**24 tokens a workload accepts (less the 256 new tokens of
+    # inference) instead of probing a prompt the workload would refuse.
+    want = (1 << 24) if task == "lora" else (1 << 24) - 256
+    assert max_seq(spec, Workload(task=task), 2**62) == want
+

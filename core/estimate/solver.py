@@ -41,13 +41,14 @@ def max_batch(spec: ModelSpec, w: Workload, available: int, limit: int = MAX_BAT
 def max_seq(spec: ModelSpec, w: Workload, available: int) -> int:
     """Longest training sequence, or inference prompt (with ``new`` kept), that fits;
     capped at the model's maximum position. 0 when not even 128 tokens fit."""
-    cap = max(128, spec.max_position)
+    # Workload accepts at most 2**24 tokens; a config may claim more positions than that.
+    cap = min(max(128, spec.max_position), 1 << 24)
     if w.training:
         n = _largest(lambda s: estimate(spec, w.with_(seq=s)).total_bytes <= available, 128, cap)
     else:
         room = max(128, cap - w.new)
         n = _largest(lambda p: estimate(spec, w.with_(prompt=p)).total_bytes <= available, 128, room)
-    return max(0, n)
+    return n if n >= 128 else 0
 
 
 # ---- plans --------------------------------------------------------------------------------
@@ -69,13 +70,13 @@ def _train_candidates(base: Workload, spec: ModelSpec) -> list[tuple[int, Worklo
         (1, b, "full fine-tune, pure bf16"),
         (1, b.with_(grad_ckpt=True), "full fine-tune bf16 with gradient checkpointing (about 30% slower)"),
         (2, b.with_(optim="adamw8bit", grad_ckpt=True), "full bf16, 8-bit AdamW, checkpointing"),
-        (3, base.with_(task="galore", dtype="bf16", optim="adamw8bit", grad_ckpt=True, galore_rank=128),
+        (3, base.with_(task="galore", amp="none", dtype="bf16", optim="adamw8bit", grad_ckpt=True, galore_rank=128),
          "GaLore rank 128, 8-bit AdamW, checkpointing"),
-        (4, base.with_(task="lora", dtype="bf16", lora_targets="all", lora_r=max(16, base.lora_r), grad_ckpt=False),
+        (4, base.with_(task="lora", amp="none", dtype="bf16", lora_targets="all", lora_r=max(16, base.lora_r), grad_ckpt=False),
          "LoRA on all linears, bf16 base"),
-        (4, base.with_(task="lora", dtype="bf16", lora_targets="all", lora_r=max(16, base.lora_r), grad_ckpt=True),
+        (4, base.with_(task="lora", amp="none", dtype="bf16", lora_targets="all", lora_r=max(16, base.lora_r), grad_ckpt=True),
          "LoRA on all linears with checkpointing"),
-        (5, base.with_(task="qlora", dtype="nf4", lora_targets="all", lora_r=max(16, base.lora_r), grad_ckpt=True),
+        (5, base.with_(task="qlora", amp="none", dtype="nf4", lora_targets="all", lora_r=max(16, base.lora_r), grad_ckpt=True),
          "QLoRA (NF4 base, double quant) with checkpointing"),
     ]
     return out

@@ -70,6 +70,12 @@ class Workload:
             object.__setattr__(self, "dtype", "nf4")
         if self.task == "full" and self.dtype in ("int8", "nf4", "fp4", "gptq", "awq", "gguf"):
             raise UsageError(f"full fine-tuning cannot train {self.dtype} weights: use --task qlora or lora")
+        if self.task == "galore" and self.dtype not in ("fp32", "bf16", "fp16"):
+            raise UsageError(f"GaLore trains the full weights and cannot train {self.dtype} weights: "
+                             "use --dtype bf16|fp16|fp32, or --task qlora for a quantized base")
+        if self.amp != "none" and self.task != "full":
+            raise UsageError(f"--amp {self.amp} applies to --task full (fp32 master weights); "
+                             f"--task {self.task} computes in the weights' dtype: use --amp none")
         if self.task == "full" and self.amp != "none" and self.dtype != "fp32":
             raise UsageError("--amp needs fp32 master weights (--dtype fp32); pure bf16 training is --dtype bf16 --amp none")
         if (self.zero or self.fsdp) and self.gpus < 2:
