@@ -291,6 +291,7 @@ class Run:
         if threading.current_thread() is threading.main_thread():
             # A second SIGTERM during cleanup just ends the process.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        allocator = self.allocator_stats()
         peak_reading = self.sampler.read()
         stop_phase = self.phase if status != "ok" else None
         self.set_phase("cleanup")
@@ -298,6 +299,8 @@ class Run:
         self.sampler.join(timeout=2)
         summary = self.summary(status, error)
         summary["phase"] = stop_phase
+        if allocator:
+            summary["allocator"] = allocator
         job = None
         gc.collect()
         if self.torch is not None and self.mem.cuda:
@@ -309,6 +312,31 @@ class Run:
         summary["peak_rss"] = max(summary["peak_rss"], peak_reading.get("rss") or 0)
         emit("result", **summary)
         return exit_code
+
+    def allocator_stats(self) -> dict:
+        """The caching allocator's own counters at the end of the run: how far reserved
+        outgrew what was asked for (fragmentation), and whether cudaMalloc had to be retried
+        after freeing the cache (the card was full). With the spec key "snapshot", also the
+        segments and their blocks (sizes and states only), the calibration's ground truth."""
+        torch = self.torch
+        if torch is None or not self.mem.cuda:
+            return {}
+        try:
+            st = torch.cuda.memory_stats(self.mem.index)
+        except Exception:
+            return {}
+        keys = ("num_alloc_retries", "num_ooms", "segment.all.peak", "segment.large_pool.peak",
+                "inactive_split_bytes.all.peak", "requested_bytes.all.peak", "allocated_bytes.all.peak",
+                "reserved_bytes.all.peak", "reserved_bytes.small_pool.peak")
+        out = {k: st.get(k) for k in keys if k in st}
+        if self.spec.get("snapshot"):
+            try:
+                segs = torch.cuda.memory_snapshot()
+                out["segments"] = [[sg["total_size"], [[b["size"], b["state"][0]] for b in sg["blocks"]]]
+                                   for sg in segs if sg.get("device", self.mem.index) == self.mem.index]
+            except Exception as exc:  # noqa: BLE001 -- a diagnostic, never a failure
+                out["segments_error"] = str(exc)[:200]
+        return out
 
     def summary(self, status: str, error: str | None) -> dict:
         base = self.baseline or 0
