@@ -1,5 +1,6 @@
 """The estimator against real GPU measurements (issue 6): every measured configuration in
-tests/data/gpu_measure_h100_*.jsonl, each one a fresh process on an H100 with the real
+tests/data/gpu_measure_h*_part*.jsonl (round 1 on an H100, round 2 on an H200, measured
+after the formulas were set), each one a fresh process with the real
 transformers + PEFT + bitsandbytes stack. Targets, against the NVML device-used peak:
 median |error| <= 3 %, 90th percentile <= 8 %, no under-estimate worse than -5 %, on the
 cases used for tuning and, separately, on the held-out ones."""
@@ -19,14 +20,14 @@ from cardfit.core.specs.hf_config import spec_from_config
 DATA = Path(__file__).parent / "data"
 
 
+def lines() -> list[dict]:
+    return [json.loads(line) for f in sorted(DATA.glob("gpu_measure_h*_part*.jsonl"))
+            for line in f.read_text().splitlines()]
+
+
 def measured() -> list[dict]:
-    out = []
-    for f in sorted(DATA.glob("gpu_measure_h100_part*.jsonl")):
-        for line in f.read_text().splitlines():
-            r = json.loads(line)
-            if (r.get("result") or {}).get("status") == "ok":
-                out.append(r)
-    return out
+    # "repeat-" cases run a round-1 case again on the other card (test below), not new cases.
+    return [r for r in lines() if (r.get("result") or {}).get("status") == "ok" and not r["id"].startswith("repeat-")]
 
 
 def errors(records: list[dict]) -> list[tuple[str, float]]:
@@ -48,7 +49,8 @@ RECORDS = measured()
 
 
 def test_enough_cases_were_measured():
-    assert len(RECORDS) >= 60
+    assert len(RECORDS) >= 80
+    assert sum("h200" in str(r.get("versions", {}).get("gpu", "")).lower() for r in RECORDS) >= 15
     assert len({r["workload"]["task"] for r in RECORDS}) == 5
     assert sum(r["split"] == "holdout" for r in RECORDS) >= 12
 
@@ -58,21 +60,15 @@ def test_enough_cases_were_measured():
 # that a change which makes any case worse, or adds a new one, fails, and a case that
 # improves past -5 % must be taken off this list.
 KNOWN_UNDER = {
-    "full-smollm2-1.7b-bf16-adamw-b4-s2048-ckpt": -26.0,  # 5.8 GiB allocator gap with full + ckpt
-    "full-olmoe-1b-7b-0924-bf16-adamw8bit-b2-s1024": -14.0,  # MoE routing buffers, 5.5 GiB gap
-    "full-qwen2.5-1.5b-fp32+bf16-adamw-b2-s1024": -14.0,  # 6 GiB allocator gap under autocast
-    "infer-qwen2.5-0.5b-bf16-b64-p1024-n128": -13.0,  # batch-64 decode of a 150k vocab
-    "full-gemma-2-2b-bf16-adamw-b2-s1024": -13.0,  # 5 GiB allocator gap
-    "full-phi-3-mini-4k-instruct-bf16-adamw8bit-b4-s1024-ckpt": -8.5,
+    "infer-qwen2.5-0.5b-bf16-b64-p1024-n128": -13.0,  # batch-64 decode of a 150k vocab, 0.3 GiB short
     "infer-llama-3.1-8b-int8-b1-p1024-n32": -8.5,  # LLM.int8 outlier buffers
+    "infer-qwen3-0.6b-bf16-b32-p2048-n128": -8.5,  # the KV cache's torch.cat growth: 1.3 GiB more reserve
     "infer-qwen2.5-1.5b-fp4-b4-p4096-n64": -7.0,
-    "full-llama-3.2-1b-fp32+fp16-adamw-b2-s1024": -7.0,
+    "qlora-phi-3-mini-4k-instruct-r16-qv-b4-s2048": -6.5,  # adapters: reserve fitted, not replayed
     "qlora-mistral-7b-v0.3-r32-qv-b8-s512": -6.5,
-    "qlora-phi-3-mini-4k-instruct-r16-qv-b4-s2048": -6.5,
-    "full-llama-3.2-1b-bf16-adamw-b16-s2048-ckpt": -6.0,
+    "full-gemma-2-2b-bf16-adamw-b2-s1024": -6.5,  # replayed 3.9 GiB of reserve, measured 5.0
     "infer-llama-3.2-1b-int8-b8-p1024-n64": -6.0,
 }
-
 
 @pytest.mark.parametrize("split", ["tune", "holdout"])
 def test_accuracy_targets(split):
@@ -98,11 +94,9 @@ def test_cases_that_ran_out_of_memory_are_predicted_not_to_fit():
     # Two configurations died with torch.OutOfMemoryError on the 80 GB card; the engine
     # must say they do not fit (a "fits" here would send a user into that OOM).
     ooms = []
-    for f in sorted(DATA.glob("gpu_measure_h100_part*.jsonl")):
-        for line in f.read_text().splitlines():
-            r = json.loads(line)
-            if (r.get("result") or {}).get("status") == "oom":
-                ooms.append(r)
+    for r in lines():
+        if (r.get("result") or {}).get("status") == "oom":
+            ooms.append(r)
     assert len(ooms) >= 2
     for r in ooms:
         spec = spec_from_config(r["config"], source=r["model"], id=r["model"])
@@ -115,3 +109,17 @@ def test_the_recorded_peak_is_nvml_not_torch():
     for r in RECORDS:
         res = r["result"]
         assert res["peak_device_bytes"] > res["peak_reserved"], r["id"]
+
+
+def test_a_fresh_process_repeats_its_peak_to_the_byte_on_another_card():
+    # Round 2 ran two round-1 cases again on the H200: the caching allocator is
+    # deterministic, so the same program reserves the same bytes, whatever the card. This is
+    # what lets the estimator replay it (core/estimate/step_replay.py).
+    first = {r["id"]: r["result"] for r in lines() if "result" in r}
+    repeats = [r for r in lines() if r["id"].startswith("repeat-")]
+    assert len(repeats) >= 2
+    for r in repeats:
+        a, b = first[r["id"][len("repeat-"):]], r["result"]
+        assert a["versions"]["gpu"] != b["versions"]["gpu"]
+        for key in ("peak_reserved", "peak_allocated", "peak_device_bytes"):
+            assert a[key] == b[key], (r["id"], key)

@@ -1,5 +1,6 @@
 """Benchmark of the advisor's fit matrix (issue 4): every catalog model x 20 workloads x
-one card, timed cold (fresh specs: no memo) and warm. Target: under 50 ms cold.
+one card, timed cold (fresh specs, the allocator replay's cache emptied) and warm (the
+same matrix again, as when the user picks another card). Target: under 50 ms.
 
     .venv/bin/python tools/bench_fit_matrix.py [--runs 7]
 """
@@ -12,6 +13,7 @@ import statistics
 import time
 
 from cardfit.core.estimate.solver import fit_matrix, standard_workloads
+from cardfit.core.estimate.step_replay import fragmentation
 from cardfit.core.estimate.workload import Workload
 from cardfit.core.specs.catalog import catalog_specs
 from cardfit.core.units import GiB
@@ -36,6 +38,7 @@ def main() -> int:
     cold, warm = [], []
     for _ in range(args.runs):
         specs = [dataclasses.replace(s) for s in catalog_specs()]  # fresh: no estimator memo
+        fragmentation.cache_clear()
         t = time.perf_counter()
         fit_matrix(specs, 80 * GiB, workloads=wl)
         cold.append(time.perf_counter() - t)
@@ -43,7 +46,9 @@ def main() -> int:
         fit_matrix(specs, 80 * GiB, workloads=wl)
         warm.append(time.perf_counter() - t)
     n = len(specs) * len(wl)
-    print(f"fit matrix: {len(specs)} models x {len(wl)} workloads = {n} estimates, 1 card")
+    replayed = sum(w.task in ("full", "galore") for _, w in wl) * len(specs)
+    print(f"fit matrix: {len(specs)} models x {len(wl)} workloads = {n} estimates "
+          f"({replayed} full fine-tunes replayed through the allocator model), 1 card")
     print(f"cold: median {statistics.median(cold) * 1e3:.1f} ms  warm: median {statistics.median(warm) * 1e3:.1f} ms"
           f"  ({args.runs} runs)")
     return 0

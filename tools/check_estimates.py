@@ -1,4 +1,4 @@
-"""Estimator vs every H100 measurement, one line per case (for tuning by eye):
+"""Estimator vs every GPU measurement (H100 round 1, H200 round 2), one line per case (for tuning by eye):
     python tools/check_estimates.py [--split tune|holdout|all] [--breakdown]"""
 import argparse
 import json
@@ -18,7 +18,7 @@ ap.add_argument("--grep", default="")
 a = ap.parse_args()
 G = 2 ** 30
 rows = []
-for f in sorted(DATA.glob("gpu_measure_h100_part*.jsonl")):
+for f in sorted(DATA.glob("gpu_measure_h*_part*.jsonl")):
     for line in f.read_text().splitlines():
         r = json.loads(line)
         if a.split != "all" and r["split"] != a.split or a.grep not in r["id"]:

@@ -34,16 +34,19 @@ MOE_PREFILL_FACTOR = 3.75
 # Scale on the derived training activations (1.0 = the tensor-by-tensor count is used as is).
 TRAIN_ACT_FACTOR = 1.0
 
-# Allocator reserve (torch reserved minus allocated at the peak), least squares over the
-# tune split of tests/data/gpu_measure_h100_part*.jsonl (tools/check_estimates.py prints
-# the per-case gaps). Inference: the KV cache grows by torch.cat each token
-# (DynamicCache), leaving freed blocks of every size; eager attention's score tensors are
-# the largest blocks of all; LLM.int8's per-matmul column-major copies of the largest weight.
+# Allocator reserve (torch reserved minus allocated at the peak). A full fine-tune's is
+# not fitted: its training step is replayed through a model of the caching allocator
+# (step_replay.py, allocator.py). These coefficients cover the rest, least squares over the
+# tune split of tests/data/gpu_measure_h100_part*.jsonl (tools/check_estimates.py prints the
+# per-case gaps). Inference: the KV cache grows by torch.cat each token (DynamicCache),
+# leaving freed blocks of every size; eager attention's score tensors are the largest
+# blocks of all; LLM.int8's per-matmul column-major copies of the largest weight.
 RESERVE_KV = 0.36
 RESERVE_PREFILL = 0.08
 RESERVE_EAGER_SCORES = 0.57
 RESERVE_INT8_PER_WEIGHT = 10  # bytes per element of the largest int8 weight
-# Training: the fp32 logits and their grads are the largest blocks; foreach AdamW's step
+# LoRA / QLoRA (and, not measured, ZeRO / FSDP and offload): the fp32 logits and their
+# grads are the largest blocks, the activations the most numerous; foreach AdamW's step
 # temporaries are parameter-sized.
 RESERVE_LOGITS = 0.16
 RESERVE_ACTIVATIONS = 0.015

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cardfit.core.estimate import coefficients as K
 from cardfit.core.estimate.result import Component, Estimate
+from cardfit.core.estimate.step_replay import Param, StepPlan, fragmentation
 from cardfit.core.estimate.workload import Workload
 from cardfit.core.specs.model_spec import ModelSpec
 from cardfit.core.units import MiB
@@ -248,72 +249,108 @@ def inference(spec: ModelSpec, w: Workload, comps: list[Component]) -> str:
 
 # ---- training -----------------------------------------------------------------------------
 
-def _layer_activation_bytes(spec: ModelSpec, w: Workload, s: _Shapes, c: int) -> tuple[float, str]:
-    """Bytes autograd saves per token per decoder layer (HF Llama-family layer, sdpa)."""
+def _layer_saved(spec: ModelSpec, w: Workload, s: _Shapes, c: int) -> list[tuple[str, str, int]]:
+    """The tensors autograd saves per decoder layer (HF Llama-family layer, sdpa), in the
+    order the forward makes them: (part, what, bytes per token), part "attn" or "mlp" for
+    the half of the layer whose backward frees it. Their sum is the layer's activations;
+    the allocator replay (step_replay.py) allocates each one."""
     full = w.task in ("full", "galore")
     amp = w.task == "full" and w.amp != "none"
     lora = w.task in ("lora", "qlora")
-    targets = _lora_targets(w) if lora else set()
-    # RMSNorm (modeling_llama.LlamaRMSNorm): x.to(fp32) saved by pow (4h); the normalized
-    # value cast back is saved for the weight's grad when the weight trains (c*h); the
-    # output is saved by the projections that read it when they train (c*h per reader
-    # under autocast, which casts per call; once otherwise).
-    norm = 4 * s.h
-    if full:
-        norm += c * s.h
+    out: list[tuple[str, str, int]] = []
+
+    def norm(part: str) -> None:
+        # RMSNorm (modeling_llama.LlamaRMSNorm): x.to(fp32) saved by pow (4h); the
+        # normalized value cast back is saved for the weight's grad when the weight trains
+        # (c*h); under autocast also the fp32 output (weight * x) kept for its own grad.
+        out.append((part, "norm fp32 input", 4 * s.h))
+        if full:
+            out.append((part, "norm normalized", c * s.h))
+        if amp:
+            out.append((part, "norm fp32 output", 4 * s.h))
+
+    # The norm's output is saved by the projections that read it when they train: once,
+    # or per reader under autocast, which casts per call. A frozen projection keeps no
+    # input (its weight needs no grad); LoRA's own fp32 copy of it is counted below.
     attn_readers = 3 if amp else 1
     mlp_readers = (2 if spec.gated_mlp else 1) if amp else 1
-    norm_out_attn = c * s.h * attn_readers if (full or amp) else 0
-    norm_out_mlp = c * s.h * mlp_readers if (full or amp) else 0
-    if amp:
-        norm += 4 * s.h  # fp32 output of the norm (weight * x in fp32) kept for its own grad
-    # sdpa saves q, k, v and its output (torch scaled_dot_product_attention backward); the
-    # output doubles as o_proj's input.
-    attn = c * (2 * s.q + s.kv + s.vd)
-    if w.attn == "eager":
-        # scores in c, fp32 softmax (saved by the cast/matmul), GQA keys/values repeated
-        # to every head (repeat_kv), per token: heads x seq.
-        attn += s.heads * w.seq * (4 + c) + c * 2 * (s.q - s.kv)
-    elif _math_sdpa(spec, w, c):
-        # math sdpa saves the fp32 softmax output (for its own and the value matmul's grad).
-        attn += s.heads * w.seq * 4
-    # SwiGLU: gate out (saved by SiLU), SiLU out and up out (saved by the product), the
-    # product (saved by down_proj when it trains).
-    # A frozen projection keeps no input (its weight needs no grad); LoRA's own fp32 copy
-    # of the input is counted below.
-    if spec.gated_mlp:
-        mlp = 3 * c * s.inter + (c * s.inter if full else 0)
-    else:
-        mlp = 2 * c * s.inter + c * s.inter  # fc out, GELU out, (and GELU's internal copy)
-        if _unfused_gelu(spec):
-            mlp += 2 * c * s.inter
     # LoRA (peft tuners/lora/layer.py): the input is cast to the fp32 adapter dtype and
     # saved by lora_A (4 x in per target), lora_A's output saved by lora_B (4 x r).
     # Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj: one LoRA per fused
     # module, one fp32 input copy (lora-phi-3-mini-4k-instruct-r16-all-b8-s1024: 9 GiB
     # over without this).
-    lora_b = 0
+    lora_items: dict[str, list[tuple[str, str, int]]] = {"attn": [], "mlp": []}
     if lora:
+        targets = _lora_targets(w)
         seen: set[str] = set()
         for sh in _layer_groups(spec)[-1][1]:
             key = _target_key(sh.name)
             if key in targets:
+                part = "attn" if key in ("q", "k", "v", "o") else "mlp"
                 group = FUSED.get(spec.model_type, {}).get(key, key)
-                lora_b += 4 * w.lora_r
                 if group not in seen:
                     seen.add(group)
-                    lora_b += 4 * sh.in_features
+                    lora_items[part].append((part, f"LoRA fp32 input of {sh.name}", 4 * sh.in_features))
+                lora_items[part].append((part, f"LoRA A output of {sh.name}", 4 * w.lora_r))
     # Gemma 2 / 3 add post-attention and post-MLP norms (norms_per_layer 4).
     n_norms = max(2, spec.norms_per_layer or (4 if spec.model_type in ("gemma2", "gemma3", "gemma3_text") else 2))
+
+    norm("attn")
+    if full or amp:
+        out += [("attn", "norm output", c * s.h)] * attn_readers
+    out += lora_items["attn"]
+    # sdpa saves q, k, v and its output (torch scaled_dot_product_attention backward); the
+    # output doubles as o_proj's input.
+    out += [("attn", "q", c * s.q), ("attn", "k", c * s.kv), ("attn", "v", c * s.vd)]
     if spec.model_type in QK_NORM_TYPES:
         # RMSNorm on q and k per head (modeling_qwen3.Qwen3Attention q_norm / k_norm): its
         # fp32 input is saved, and the normalised output when its weight trains. Measured:
         # full-qwen3-1.7b-bf16-adamw-b4-s1024 and qlora-qwen3-8b-r16-all-b1-s4096 (-2 GiB without).
-        attn += 4 * (s.q + s.kv) + (c * (s.q + s.kv) if full else 0)
-    total = n_norms * norm + norm_out_attn + norm_out_mlp + attn + mlp + lora_b
-    desc = (f"norms {n_norms * norm + norm_out_attn + norm_out_mlp} + attention {attn} + MLP {mlp}"
-            + (f" + LoRA {lora_b}" if lora_b else "") + " B/token/layer")
-    return total, desc
+        out += [("attn", "q/k norm fp32 input", 4 * (s.q + s.kv))]
+        if full:
+            out.append(("attn", "q/k norm normalized", c * (s.q + s.kv)))
+    if w.attn == "eager":
+        # scores in c, fp32 softmax (saved by the cast/matmul), GQA keys/values repeated
+        # to every head (repeat_kv), per token: heads x seq.
+        out += [("attn", "scores", s.heads * w.seq * c), ("attn", "fp32 softmax", s.heads * w.seq * 4),
+                ("attn", "repeated k/v", c * 2 * (s.q - s.kv))]
+    elif _math_sdpa(spec, w, c):
+        # math sdpa saves the fp32 softmax output (for its own and the value matmul's grad).
+        out.append(("attn", "math-kernel softmax", s.heads * w.seq * 4))
+    out.append(("attn", "attention output", c * s.q))
+    for i in range(n_norms - 2):
+        norm("attn" if i == 0 else "mlp")
+    norm("mlp")
+    if full or amp:
+        out += [("mlp", "norm output", c * s.h)] * mlp_readers
+    out += lora_items["mlp"]
+    # SwiGLU: gate out (saved by SiLU), SiLU out and up out (saved by the product), the
+    # product (saved by down_proj when it trains).
+    if spec.gated_mlp:
+        out += [("mlp", "gate", c * s.inter), ("mlp", "act", c * s.inter), ("mlp", "up", c * s.inter)]
+        if full:
+            out.append(("mlp", "product", c * s.inter))
+    else:
+        # fc out, GELU out, and GELU's internal copy; GPT-2's gelu_new written out in
+        # Python keeps two more.
+        out += [("mlp", "fc", c * s.inter), ("mlp", "gelu", c * s.inter), ("mlp", "gelu copy", c * s.inter)]
+        if _unfused_gelu(spec):
+            out.append(("mlp", "gelu_new terms", 2 * c * s.inter))
+    return out
+
+
+def _layer_activation_bytes(spec: ModelSpec, w: Workload, s: _Shapes, c: int) -> tuple[float, str]:
+    """Bytes autograd saves per token per decoder layer, and how they divide."""
+    saved = _layer_saved(spec, w, s, c)
+    groups: dict[str, int] = {}
+    for _, what, b in saved:
+        key = ("LoRA" if what.startswith("LoRA") else "norms" if "norm" in what
+               else "MLP" if what in ("gate", "act", "up", "product", "fc", "gelu", "gelu copy", "gelu_new terms")
+               else "attention")
+        groups[key] = groups.get(key, 0) + b
+    total = sum(groups.values())
+    desc = " + ".join(f"{k} {groups[k]}" for k in ("norms", "attention", "MLP", "LoRA") if k in groups)
+    return total, desc + " B/token/layer"
 
 
 # Model types with RMSNorm on queries and keys (q_norm / k_norm).
@@ -513,6 +550,108 @@ def training(spec: ModelSpec, w: Workload, comps: list[Component], linear: int) 
     return "backward"
 
 
+def _weight_store_bytes(numel: int, linear: bool, w: Workload) -> int:
+    """Bytes one parameter tensor takes as loaded (weight_bytes, tensor by tensor)."""
+    if w.dtype in BYTES:
+        return numel * BYTES[w.dtype]
+    if not linear:
+        return numel * 2  # embeddings, norms and the head stay 16-bit
+    if w.dtype == "int8":
+        return numel
+    return int(numel * (NF4_BITS + NF4_DQ_EXTRA_BITS) / 8)  # nf4 / fp4 (QLoRA)
+
+
+def _optimizer_tensors(w: Workload, numel: int, sb: int, projected: tuple[int, int] | None = None
+                       ) -> tuple[tuple[int, ...], int]:
+    """(the states made at the first step, the step's temporary) of one parameter, as
+    optimizer_state_bytes counts them in total."""
+    o = w.optim
+    if projected is not None:  # GaLore: Adam states of the r x n projection, and the projector
+        r, m, n = w.galore_rank, *projected
+        rr = min(r, m, n)
+        per = 1 if o in ("adamw8bit", "paged-adamw8bit") else sb
+        return (rr * max(m, n) * per, rr * max(m, n) * per, rr * min(m, n) * sb), numel * 4 * 3
+    if o == "adamw":
+        return (numel * sb, numel * sb), (numel * sb if w.task != "galore" else 0)
+    if o == "adamw8bit":
+        if numel < 4096:  # bitsandbytes min_8bit_size: small tensors keep 32-bit states
+            return (numel * 4, numel * 4), 0
+        return (numel, numel, numel // 256 * 4, numel // 256 * 4), 0
+    if o == "sgd-momentum":
+        return (numel * sb,), 0
+    if o == "lion":
+        return (numel * 4,), 0
+    return (), 0  # sgd; adafactor's factors are vectors; paged states live in managed memory
+
+
+def step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
+    """The training step as tensors, for the allocator replay (step_replay.py)."""
+    return _cached(spec, ("plan", w), lambda: _make_step_plan(spec, w))
+
+
+def _make_step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
+    s = _Shapes.of(spec)
+    c = BYTES[w.compute_dtype]
+    amp = w.task == "full" and w.amp != "none"
+    full = w.task in ("full", "galore")
+    lora = w.task in ("lora", "qlora")
+    sb = 4 if amp or lora else (BYTES[w.dtype] if w.dtype in BYTES else 2)
+    tokens = w.batch * w.seq
+    hc = 4 if amp else c  # the residual stream stays fp32 under autocast
+
+    def param(numel: int, part: str, linear: bool, trains: bool, shape: tuple[int, int] | None = None) -> Param:
+        weight = _weight_store_bytes(numel, linear, w)
+        if not trains:
+            return Param(weight, 0, part=part)
+        proj = shape if (w.task == "galore" and linear and shape) else None
+        states, temp = _optimizer_tensors(w, numel, sb, proj)
+        return Param(weight, numel * sb, states, temp, part,
+                     autocast_copy=numel * c if amp and linear else 0,
+                     grad_via=numel * c if amp and linear else 0)
+
+    targets = _lora_targets(w) if lora else set()
+    attention = {sh.name for sh in spec.attention_linears()}
+
+    def layer(linears, trains: bool) -> tuple[Param, ...]:
+        out = []
+        for sh in linears:
+            key = _target_key(sh.name)
+            part = "attn" if sh.name in attention else "mlp"
+            out.append(param(sh.params, part, True, trains, (sh.out_features, sh.in_features)))
+            if key in targets and not sh.expert:
+                for numel in (w.lora_r * sh.in_features, w.lora_r * sh.out_features):
+                    states, temp = _optimizer_tensors(w, numel, 4)
+                    out.append(Param(numel * 4, numel * 4, states, temp, part))
+        out.append(param(spec.layer_norm_params(), "attn", False, trains))
+        return tuple(out)
+
+    kinds: list[tuple[Param, ...]] = []
+    runs: list[tuple[int, int]] = []
+    frozen = min(w.frozen_layers, spec.num_layers) if full else 0
+    start = 0
+    for n, linears in _layer_groups(spec):  # dense layers first (DeepSeek), then the rest
+        for trains, count in ((False, max(0, min(n, frozen - start))), (full, n - max(0, min(n, frozen - start)))):
+            if count:
+                kinds.append(layer(linears, trains))
+                runs.append((len(kinds) - 1, count))
+        start += n
+    saved = tuple((part, tokens * b) for part, _, b in _layer_saved(spec, w, s, c))
+    return StepPlan(
+        embed=(param(s.vocab * s.h, "embed", spec.tie_embeddings and amp, full),),
+        layer_kinds=tuple(kinds), layer_runs=tuple(runs),
+        head=() if spec.tie_embeddings else (param(s.vocab * s.h, "head", True, full),),
+        saved=saved, hidden=tokens * s.h * hc,
+        layer_input=tokens * s.h * hc, grad_ckpt=w.grad_ckpt, mlp_grad=tokens * s.inter * c,
+        attn_grads=(tokens * s.q * c, tokens * s.q * c, tokens * s.kv * c, tokens * s.vd * c),
+        final_norm=(tokens * s.h * 4, tokens * s.h * c, tokens * s.h * c),
+        logits=tokens * s.vocab * c, logits_fp32=tokens * s.vocab * 4 if c != 4 else 0,
+        log_softmax=tokens * s.vocab * 4,
+        softcap=tokens * s.vocab * c if spec.model_type == "gemma2" else 0,
+        # A third micro-step repeats the second (its gradients are temporaries added in place).
+        micro_steps=min(w.grad_accum, 2), tied_embeddings=spec.tie_embeddings,
+        foreach_temps=w.optim == "adamw" and w.task != "galore", stepwise_temps=w.task == "galore")
+
+
 def _replace(comps: list[Component], key: str, value: int, why: str) -> None:
     for i, c in enumerate(comps):
         if c.key == key:
@@ -539,7 +678,15 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
         formula = (f"{K.RESERVE_KV:g} x KV cache (grown by torch.cat each token) + {K.RESERVE_PREFILL:g} x prefill"
                    + (f" + {K.RESERVE_EAGER_SCORES:g} x eager scores" if scores else "")
                    + (f" + {K.RESERVE_INT8_PER_WEIGHT:g} B x largest int8 weight" if int8 else ""))
+    elif w.task in ("full", "galore") and w.gpus == 1 and w.offload == "none":
+        # Full fine-tuning: the optimizer's states and AdamW's temporaries are what cut the
+        # allocator's cache into pieces the next step cannot use; replayed block by block.
+        gap = fragmentation(step_plan(spec, w))
+        formula = "the training step replayed through the caching allocator's rules (step_replay.py)"
     else:
+        # Adapters (their states are too small to fragment anything: what remains is the
+        # order in which backward reuses the forward's blocks, which the replay does not
+        # reproduce), several GPUs and offload: a fit over the one-GPU runs of round 1.
         adam = b.get("weights", 0) if (w.optim == "adamw" and w.task != "galore") else 0
         if w.task in ("lora", "qlora"):
             adam = 0
