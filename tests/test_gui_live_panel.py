@@ -276,3 +276,23 @@ def test_every_ending_has_a_verdict(panel, status, phase, expect):
     if status not in ("fits", "oom"):
         assert panel.detail_label.text().startswith(f"{status} message")
     assert not panel.running
+
+
+def test_h200_cli_stream_replays(panel):
+    """tests/data/stream_h200_full-llama-3.2-1b-bf16-adamw-b8-s1024.jsonl: what
+    `cardfit test ... --stream` printed on an H200 (the launcher's events, as the GUI gets
+    them, then the summary line): a 1B full fine-tune, bf16 AdamW, batch 8 x 1024."""
+    stream = DATA / "stream_h200_full-llama-3.2-1b-bf16-adamw-b8-s1024.jsonl"
+    events = raw_lines(stream)
+    hello = next(e for e in events if e["type"] == "hello")
+    samples = [e for e in events if e["type"] == "sample"]
+    result = FitTestResult.load(DATA / "fittest_h200_full-llama-3.2-1b-bf16-adamw-b8-s1024.json")
+    panel.replay(stream, speed=0)
+    x, y = panel.curves["used"].getData()
+    assert len(x) == len(samples) >= 100
+    assert np.allclose(y, [s["device_used"] / GiB for s in samples])  # already the process's own
+    assert math.isclose(panel.prediction_line.value(), hello["predicted_bytes"] / GiB)
+    assert math.isclose(panel.capacity_line.value(), hello["available_bytes"] / GiB)
+    assert panel.peak_label.text() == f"Peak: {fmt_bytes(result.peak_device_bytes, 2)}"
+    assert panel.verdict().startswith("Fits with")
+    assert [b[0] for b in panel.bands()][:3] == ["init", "build", "warmup"]

@@ -152,6 +152,25 @@ def test_recorded_h100_agrees_with_the_catalog():
     assert "held by driver reserve 480.0 MiB (no processes)" in text
 
 
+def test_recorded_h200_agrees_with_the_catalog():
+    """tests/data/detect_h200.json: `detect --json` on a real H200 (driver 580.159.04), made
+    by tests/gpu/h200_session.sh on the device machine."""
+    from cardfit.core.hardware.cards import find_card
+
+    m = MachineInfo.from_json((DATA / "detect_h200.json").read_text())
+    (g,) = m.gpus
+    assert m.nvml_ok and g.ok and g.unsupported == []
+    assert m.driver_version == "580.159.04" and m.cuda_driver_version == "13.0"
+    card = find_card(g.name)
+    assert card.id == "h200"
+    assert card.total_bytes == g.memory_total_bytes
+    # NVML's bus width x clock gives 4.81 TB/s; NVIDIA publishes 4.8 TB/s.
+    assert card.bandwidth_bytes_per_s == pytest.approx(g.bandwidth_bytes_per_s, rel=1e-2)
+    assert g.processes == [] and g.available_bytes == g.memory_total_bytes - g.memory_used_bytes
+    assert m.host.ram_total_bytes > 100 * GiB and m.host.cpu_cores_logical == 16
+    assert "NVIDIA H200" in detect_cmd.format_machine(m)
+
+
 def test_table_without_a_reported_reserve():
     g = GpuInfo(index=0, name="X", memory_total_bytes=8 * GiB, memory_used_bytes=GiB,
                 memory_free_bytes=7 * GiB, unsupported=["memory_reserved_bytes"])
