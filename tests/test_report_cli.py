@@ -37,7 +37,9 @@ def test_json_report_with_test_and_recorded_machine(capsys, tmp_path):
     assert r.prediction.workload == Workload.from_json(fit_doc()["workload"]).to_json()
     assert r.machine.gpus[0].name == "NVIDIA H100 80GB HBM3"
     assert [c.name for c in r.cards] == ["NVIDIA H100 80GB HBM3"]
-    assert r.fit_test.peak_device_bytes == 17086349312 and r.notes == []
+    assert r.fit_test.peak_device_bytes == 17086349312
+    assert r.fit_test.predicted_bytes == r.prediction.total_bytes
+    assert [n[:36] for n in r.notes] == ["When the test ran, cardfit predicted"]
 
 
 def test_html_and_markdown_with_workload_flags_and_card(capsys, tmp_path):

@@ -38,7 +38,10 @@ def test_report_holds_machine_model_prediction_cards_and_fit_test():
     assert f.error_pct == pytest.approx((f.predicted_bytes - 17086349312) / 17086349312 * 100)
     assert f.samples_total == len(fit_doc()["samples"]) == len(f.samples)
     assert r.assumptions and all(isinstance(a, str) for a in r.assumptions)
-    assert r.notes == []  # the fit test ran the reported workload and model
+    # The fit test ran the reported workload and model; it is measured against this report's
+    # prediction, and the one recorded when it ran (an older cardfit's) is kept in a note.
+    assert f.predicted_bytes == e.total_bytes
+    assert len(r.notes) == 1 and r.notes[0].startswith("When the test ran, cardfit predicted")
 
 
 def test_card_too_small_is_judged_no_and_has_no_best_plan_when_nothing_fits():
@@ -80,6 +83,15 @@ def test_missing_prediction_and_error_are_filled_in():
     assert r.fit_test.predicted_bytes == estimate(spec(), w).total_bytes
     assert r.fit_test.error_pct == pytest.approx(
         (r.fit_test.predicted_bytes - 17086349312) / 17086349312 * 100)
+
+
+def test_a_test_recorded_with_the_same_prediction_needs_no_note():
+    fit = fit_doc()
+    w = Workload.from_json(fit["workload"])
+    fit["predicted_bytes"] = estimate(spec(), w).total_bytes
+    fit["error_pct"] = 1.25  # recorded by the test: kept as it is
+    r = build_report(spec(), w, [], None, fit)
+    assert not [n for n in r.notes if "When the test ran" in n] and r.fit_test.error_pct == 1.25
 
 
 def test_long_curves_are_thinned_keeping_the_peak():

@@ -390,6 +390,7 @@ def _fit_dict(fit_result: Any) -> dict:
 
 def _fit_section(fit: dict, e, notes: list[str]) -> FitTestSection:
     from cardfit.core.estimate.workload import Workload
+    from cardfit.core.units import fmt_bytes
 
     def opt_int(key: str) -> int | None:
         v = fit.get(key)
@@ -418,9 +419,16 @@ def _fit_section(fit: dict, e, notes: list[str]) -> FitTestSection:
     samples_all = [s for s in (fit.get("samples") or []) if isinstance(s, dict)]
     peak = opt_int("peak_device_bytes")
     predicted = opt_int("predicted_bytes")
-    if predicted is None and isinstance(wl, dict) and wl == e.workload.to_json():
-        predicted = int(e.total_bytes)
     err = opt_float("error_pct")
+    if isinstance(wl, dict) and wl == e.workload.to_json() and predicted != int(e.total_bytes):
+        # The same workload as this report: measured against this report's prediction, so
+        # the report shows one figure; the one recorded at the test (an older cardfit, or
+        # another model source) is kept in a note.
+        if predicted is not None and peak:
+            notes.append(f"When the test ran, cardfit predicted {fmt_bytes(predicted, 2)} "
+                         f"(error {(predicted - peak) / peak * 100:+.1f} %); this report's estimate "
+                         f"is {fmt_bytes(e.total_bytes, 2)}.")
+        predicted, err = int(e.total_bytes), None
     if err is None and peak and predicted is not None:
         # Same definition as FitTestResult.error_pct: (predicted - measured) / measured.
         err = (predicted - peak) / peak * 100.0
