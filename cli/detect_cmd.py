@@ -1,5 +1,5 @@
 """``cardfit detect [--json] [--cards]``: the GPUs, driver and host of this machine, as a
-table or as the stable "cardfit.detect/1" JSON document (docs/readme-parts/detect.md).
+table or as the stable "cardfit.detect/1" JSON document (README.md, "cardfit detect --json").
 
 No GPU is a valid machine: NVML's reason is printed on one line with how to plan for a
 what-if card instead, and the exit code is 0. ``--cards`` lists the what-if catalog.

@@ -52,7 +52,7 @@ def _read_json(path: str, what: str) -> dict:
 
 
 def _check_fit_doc(doc: dict, where: str) -> None:
-    """The fields of a FitTestResult document (docs/briefs/contracts.md) the report reads."""
+    """The fields of a FitTestResult document (core/fittest/result.py) the report reads."""
     schema = doc.get("schema")
     if not isinstance(schema, str) or not schema.startswith("cardfit.fittest/"):
         raise ReportError(f"{where}: not a fit test result (schema {schema!r}, expected 'cardfit.fittest/1')")

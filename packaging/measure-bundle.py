@@ -5,7 +5,7 @@ prints one line at its first paint when CARDFIT_BENCH_FIRST_PAINT=1, see gui/app
 
     python packaging/measure-bundle.py dist/cardfit [--runs 7] [--json]
 
-These are the numbers docs/readme-parts/install.md quotes.
+These are the numbers README.md (Install) quotes.
 """
 
 from __future__ import annotations

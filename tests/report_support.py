@@ -2,7 +2,7 @@
 and the fit-test fixture.
 
 tests/data/fittest_result_fixture.json is hand-written after the FitTestResult contract
-(docs/briefs/contracts.md, schema "cardfit.fittest/1"): its headline figures (peak 17086349312
+(core/fittest/result.py, schema "cardfit.fittest/1"): its headline figures (peak 17086349312
 bytes, RSS, step time, versions) are those of the real H100 run of Llama 3.1 8B, inference
 bf16, batch 1, 512+64 tokens (tests/data/gpu_measure_h100_part1.jsonl, first line); its
 sample curve is drawn by hand (that run recorded marks, not samples). A fixture from a real

@@ -280,3 +280,24 @@ def test_table_writes_markdown_for_every_task(tmp_path):
     for r in records:
         assert md.count(f"| {r['id']} |") == 1
     assert t.main(["--data", str(tmp_path / "empty")]) == 2
+
+
+def test_readme_accuracy_tables_are_the_current_ones():
+    # The README quotes the estimator's measured accuracy: regenerate it with
+    # `tools/accuracy_table.py --readme README.md` whenever the estimator or the data change.
+    t = _tool()
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(t.BEGIN, 1)[1].split(t.END, 1)[0]
+    assert block.strip() == t.build_markdown(t.load_records()).strip()
+
+
+def test_readme_block_is_replaced_whole(tmp_path):
+    t = _tool()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{t.BEGIN}\nstale\n{t.END}\nafter\n")
+    assert t.main(["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("# x\n\nbefore\n") and text.endswith(f"{t.END}\nafter\n")
+    assert "## Measured accuracy" in text
+    (tmp_path / "plain.md").write_text("no markers")
+    assert t.main(["--readme", str(tmp_path / "plain.md")]) == 2

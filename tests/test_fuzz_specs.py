@@ -2,7 +2,7 @@
 ModelSpecError naming the file (never another exception), within the per-example deadline.
 
 A bounded run (fixed example counts, derandomized) is part of the normal suite; the longer
-run is ``tools/fuzz_long.sh`` (see docs/readme-parts/reliability.md)."""
+run is ``tools/fuzz_long.sh`` (see README.md, Reliability)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ tests/data/gpu_measure_h*_part*.jsonl (round 1 on an H100,
 round 2 on an H200; the repeats of round-1 cases in round 2 are left out).
 
     .venv/bin/python tools/accuracy_table.py                 # print the Markdown
-    .venv/bin/python tools/accuracy_table.py --write docs/readme-parts/accuracy.md
+    .venv/bin/python tools/accuracy_table.py --readme README.md
 
 error = (predicted - measured) / measured. Per task: the cases each estimator can describe,
 the median and 90th percentile of |error|, and the worst under-estimate (the most
@@ -187,17 +187,33 @@ def build_markdown(records: list[dict],
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="folder of gpu_measure_h*_part*.jsonl")
     ap.add_argument("--write", type=Path, metavar="PATH", help="write the Markdown here instead of stdout")
+    ap.add_argument("--readme", type=Path, metavar="README",
+                    help=f"replace the block between {BEGIN} and {END} in this file")
     args = ap.parse_args(argv)
     records = load_records(args.data)
     if not records:
         print(f"no measured cases in {args.data}/gpu_measure_h*_part*.jsonl", file=sys.stderr)
         return 2
     md = build_markdown(records)
-    if args.write:
+    if args.readme:
+        text = args.readme.read_text()
+        if BEGIN not in text or END not in text:
+            print(f"{args.readme}: no {BEGIN} ... {END} block to replace", file=sys.stderr)
+            return 2
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        tmp = args.readme.with_name(args.readme.name + ".tmp")
+        tmp.write_text(head + BEGIN + "\n" + md + END + tail)
+        tmp.replace(args.readme)  # whole or not at all
+        print(f"updated {args.readme} ({len(records)} cases)")
+    elif args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
         args.write.write_text(md)
         print(f"wrote {args.write} ({len(records)} cases)")

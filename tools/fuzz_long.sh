@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The longer fuzz run of cardfit's hostile-input tests (docs/readme-parts/reliability.md).
+# The longer fuzz run of cardfit's hostile-input tests (README.md, Reliability).
 #
 #   tools/fuzz_long.sh            # 5000 examples per property, fresh random seeds
 #   tools/fuzz_long.sh 50000      # more

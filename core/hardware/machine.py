@@ -1,5 +1,5 @@
 """``MachineInfo``: everything ``cardfit detect`` reports, and its stable JSON document
-(schema "cardfit.detect/1", documented in docs/readme-parts/detect.md).
+(schema "cardfit.detect/1", documented in README.md, "cardfit detect --json").
 
 Sizes are always bytes. Reading is tolerant: unknown keys are ignored and missing ones
 left None, so a report written by a newer cardfit still loads.
