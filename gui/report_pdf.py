@@ -25,7 +25,7 @@ _MARGIN_MM = 15.0
 _QT_CSS = """
 body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; font-size: 10pt; color: #222222; }
 h1 { font-size: 17pt; } h2 { font-size: 13pt; margin-top: 14px; } h3 { font-size: 11pt; }
-th { background-color: #f2f2f2; font-weight: bold; text-align: left; }
+th { background-color: #f2f2f2; font-weight: bold; text-align: left; white-space: nowrap; }
 table { border-collapse: collapse; border-color: #bbbbbb; }
 td, th { padding: 3px; border-width: 1px; border-style: solid; border-color: #bbbbbb; }
 """
