@@ -661,8 +661,10 @@ def _replace(comps: list[Component], key: str, value: int, why: str) -> None:
 def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
     """PyTorch's caching allocator keeps freed blocks for reuse and rounds large blocks up
     (c10/cuda/CUDACachingAllocator.cpp), so nvidia-smi sees reserved, not allocated,
-    memory. The gap (reserved - allocated at the peak) is fitted by least squares on the
-    tune split to the transients that cause it (coefficients.py says which runs)."""
+    memory. For a full fine-tune on one GPU the gap (reserved - allocated at the peak) is
+    found by replaying the step through the allocator's rules (step_replay.py); otherwise it
+    is fitted by least squares on the tune split to the transients that cause it
+    (coefficients.py says which runs)."""
     b = {c.key: c.bytes for c in comps}
     if not w.training:
         s = _Shapes.of(spec)
@@ -694,8 +696,9 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
                + K.RESERVE_FOREACH * adam)
         formula = (f"{K.RESERVE_LOGITS:g} x logits + {K.RESERVE_ACTIVATIONS:g} x activations"
                    + (f" + {K.RESERVE_FOREACH:g} x weights (foreach AdamW step)" if adam else ""))
-    return Component("allocator_reserve", int(gap), formula,
-                     "c10/cuda/CUDACachingAllocator.cpp; coefficients fitted on H100 runs")
+    source = ("c10/cuda/CUDACachingAllocator.cpp, replayed" if formula.startswith("the training step replayed")
+              else "c10/cuda/CUDACachingAllocator.cpp; coefficients fitted on H100 runs")
+    return Component("allocator_reserve", int(gap), formula, source)
 
 
 def estimate(spec: ModelSpec, w: Workload) -> Estimate:
