@@ -210,7 +210,63 @@ class _State:
         self.last_sample: dict | None = None
 
 
-class FitTestRun:
+def host_memory() -> tuple[int | None, int | None]:
+    """Host RAM (total, available) in bytes: what a CPU run is judged against."""
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
+    except Exception:  # noqa: BLE001 -- no psutil, or it failed: unknown, not fatal
+        return None, None
+
+
+class _ResultStream:
+    """What a one-process and a several-process fit test share: the queue of events that
+    ends with ``{"type": "end", "result": ...}``, waiting for the result, and setting it
+    once. Subclasses make ``_queue``, ``_lock``, ``_done`` and ``_result``, and say when
+    they have started."""
+
+    def _started(self) -> bool:
+        raise NotImplementedError
+
+    def events(self) -> Iterator[dict]:
+        """Blocking iterator over the child's events; the last is ``{"type": "end", ...}``.
+        Consume it from one thread only."""
+        if not self._started() and not self._done.is_set():
+            self.start()
+        while True:
+            try:
+                ev = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._done.is_set():  # ended, and its "end" was taken by an earlier reader
+                    yield {"type": "end", "result": self._result}
+                    return
+                continue
+            yield ev
+            if ev.get("type") == "end":
+                return
+
+    def wait(self, timeout: float | None = None) -> FitTestResult:
+        """The result, once every process has ended and been reaped (starts it if needed).
+        ``FitTestError`` if ``timeout`` passes first."""
+        if not self._started() and not self._done.is_set():
+            self.start()
+        if not self._done.wait(timeout):
+            raise FitTestError(f"the fit test is still running after {timeout} s")
+        assert self._result is not None
+        return self._result
+
+    def _finish(self, result: FitTestResult) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._result = result
+            self._done.set()
+        self._queue.put({"type": "end", "result": result})
+
+
+class FitTestRun(_ResultStream):
     """One fit-test child process.
 
     ``start()`` launches it; ``events()`` yields its parsed JSON events (sample and mark
@@ -250,7 +306,7 @@ class FitTestRun:
         self._result: FitTestResult | None = None
         self._threads: list[threading.Thread] = []
         if not request.cuda:
-            self._host_memory()
+            self.device_total_bytes, self.available_bytes = host_memory()
 
     # ---- public --------------------------------------------------------------------------
     @property
@@ -313,22 +369,8 @@ class FitTestRun:
             t.start()
         return self
 
-    def events(self) -> Iterator[dict]:
-        """Blocking iterator over the child's events; the last is ``{"type": "end", ...}``.
-        Consume it from one thread only."""
-        if self._proc is None and not self._done.is_set():
-            self.start()
-        while True:
-            try:
-                ev = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                if self._done.is_set():  # ended, and its "end" was taken by an earlier reader
-                    yield {"type": "end", "result": self._result}
-                    return
-                continue
-            yield ev
-            if ev.get("type") == "end":
-                return
+    def _started(self) -> bool:
+        return self._proc is not None
 
     def cancel(self, kill: bool = False) -> None:
         """Asks the child to stop: SIGTERM now, SIGKILL after the grace period (at once with
@@ -341,16 +383,6 @@ class FitTestRun:
             started = self._proc is not None
         if not started and not self._done.is_set():
             self._finish(self._make_result(None, "cancelled", False))
-
-    def wait(self, timeout: float | None = None) -> FitTestResult:
-        """The result, once the process has ended and been reaped (starts it if needed).
-        ``FitTestError`` if ``timeout`` passes first."""
-        if self._proc is None and not self._done.is_set():
-            self.start()
-        if not self._done.wait(timeout):
-            raise FitTestError(f"the fit test is still running after {timeout} s")
-        assert self._result is not None
-        return self._result
 
     # ---- threads -------------------------------------------------------------------------
     def _read_stdout(self) -> None:
@@ -502,24 +534,7 @@ class FitTestRun:
             reason = self._stop_reason
         self._finish(self._make_result(proc.returncode, reason, killed))
 
-    def _finish(self, result: FitTestResult) -> None:
-        with self._lock:
-            if self._done.is_set():
-                return
-            self._result = result
-            self._done.set()
-        self._queue.put({"type": "end", "result": result})
-
     # ---- the result ----------------------------------------------------------------------
-    def _host_memory(self) -> None:
-        try:
-            import psutil
-
-            vm = psutil.virtual_memory()
-            self.device_total_bytes, self.available_bytes = int(vm.total), int(vm.available)
-        except Exception:
-            pass
-
     def _make_result(self, rc: int | None, reason: str | None, killed: bool) -> FitTestResult:
         st = self._state
         res = st.result or {}

@@ -30,11 +30,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 from cardfit.core.errors import FitTestError, UsageError
 from cardfit.core.fittest.launcher import (CHILD, GRACE_S, MAX_LINE_BYTES, STDERR_LINES, FitTestRequest,
-                                           _now_iso, _num, resolve_python)
+                                           _now_iso, _num, _ResultStream, host_memory,
+                                           resolve_python)
 from cardfit.core.fittest.result import FitTestResult
 from cardfit.core.units import fmt_bytes
 
@@ -181,7 +182,7 @@ class _Rank:
             pass
 
 
-class MultiFitTestRun:
+class MultiFitTestRun(_ResultStream):
     """A fit test over ``request.workload.gpus`` ranks; the same interface as
     ``FitTestRun`` (``start``, ``events``, ``cancel``, ``wait``, ``prediction_bytes``,
     ``phase``, ``last_sample``, ``available_bytes``), every event carrying ``"rank"``.
@@ -240,9 +241,7 @@ class MultiFitTestRun:
         self.python: str | None = None
         self.started = ""
         self.port: int | None = None
-        self.host_total_bytes: int | None = None
-        self.host_available_bytes: int | None = None
-        self._host_memory()
+        self.host_total_bytes, self.host_available_bytes = host_memory()
         self._t0 = 0.0
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -318,20 +317,8 @@ class MultiFitTestRun:
         self._monitor_thread.start()
         return self
 
-    def events(self) -> Iterator[dict]:
-        if self._monitor_thread is None and not self._done.is_set():
-            self.start()
-        while True:
-            try:
-                ev = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                if self._done.is_set():
-                    yield {"type": "end", "result": self._result}
-                    return
-                continue
-            yield ev
-            if ev.get("type") == "end":
-                return
+    def _started(self) -> bool:
+        return self._monitor_thread is not None
 
     def cancel(self, kill: bool = False) -> None:
         with self._lock:
@@ -342,14 +329,6 @@ class MultiFitTestRun:
             started = self._monitor_thread is not None
         if not started and not self._done.is_set():
             self._finish(self._make_result())
-
-    def wait(self, timeout: float | None = None) -> FitTestResult:
-        if self._monitor_thread is None and not self._done.is_set():
-            self.start()
-        if not self._done.wait(timeout):
-            raise FitTestError(f"the fit test is still running after {timeout} s")
-        assert self._result is not None
-        return self._result
 
     # ---- processes ----------------------------------------------------------------------
     def _env(self, r: _Rank) -> dict:
@@ -535,23 +514,6 @@ class MultiFitTestRun:
             for t in r.threads:
                 t.join(timeout=5)
         self._finish(self._make_result())
-
-    def _finish(self, result: FitTestResult) -> None:
-        with self._lock:
-            if self._done.is_set():
-                return
-            self._result = result
-            self._done.set()
-        self._queue.put({"type": "end", "result": result})
-
-    def _host_memory(self) -> None:
-        try:
-            import psutil
-
-            vm = psutil.virtual_memory()
-            self.host_total_bytes, self.host_available_bytes = int(vm.total), int(vm.available)
-        except Exception:
-            pass
 
     # ---- the result -----------------------------------------------------------------------
     def _root_cause(self) -> _Rank | None:
