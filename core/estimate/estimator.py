@@ -666,6 +666,7 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
     is fitted by least squares on the tune split to the transients that cause it
     (coefficients.py says which runs)."""
     b = {c.key: c.bytes for c in comps}
+    source = "c10/cuda/CUDACachingAllocator.cpp; coefficients fitted on H100 runs"
     if not w.training:
         s = _Shapes.of(spec)
         c = BYTES[_act_dtype(w)]
@@ -685,6 +686,7 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
         # allocator's cache into pieces the next step cannot use; replayed block by block.
         gap = fragmentation(step_plan(spec, w))
         formula = "the training step replayed through the caching allocator's rules (step_replay.py)"
+        source = "c10/cuda/CUDACachingAllocator.cpp, replayed"
     else:
         # Adapters (their states are too small to fragment anything: what remains is the
         # order in which backward reuses the forward's blocks, which the replay does not
@@ -696,8 +698,6 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
                + K.RESERVE_FOREACH * adam)
         formula = (f"{K.RESERVE_LOGITS:g} x logits + {K.RESERVE_ACTIVATIONS:g} x activations"
                    + (f" + {K.RESERVE_FOREACH:g} x weights (foreach AdamW step)" if adam else ""))
-    source = ("c10/cuda/CUDACachingAllocator.cpp, replayed" if formula.startswith("the training step replayed")
-              else "c10/cuda/CUDACachingAllocator.cpp; coefficients fitted on H100 runs")
     return Component("allocator_reserve", int(gap), formula, source)
 
 
