@@ -38,7 +38,8 @@ TRAIN_ACT_FACTOR = 1.0
 # not fitted: its training step is replayed through a model of the caching allocator
 # (step_replay.py, allocator.py). These coefficients cover the rest, least squares over the
 # tune split of tests/data/gpu_measure_h100_part*.jsonl (tools/check_estimates.py prints the
-# per-case gaps). Inference: the KV cache grows by torch.cat each token (DynamicCache),
+# per-case gaps). Llama-style inference is replayed too (generate_replay.py); these cover the
+# other decoders, eager attention and LLM.int8. Inference: the KV cache grows by torch.cat each token (DynamicCache),
 # leaving freed blocks of every size; eager attention's score tensors are the largest
 # blocks of all; LLM.int8's per-matmul column-major copies of the largest weight.
 RESERVE_KV = 0.36

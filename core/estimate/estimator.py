@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cardfit.core.estimate import coefficients as K
+from cardfit.core.estimate.generate_replay import SUPPORTED_TYPES, GeneratePlan, generate_reserve
 from cardfit.core.estimate.result import Component, Estimate
 from cardfit.core.estimate.step_replay import Param, StepPlan, fragmentation
 from cardfit.core.estimate.workload import Workload
@@ -652,6 +653,41 @@ def _make_step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
         foreach_temps=w.optim == "adamw" and w.task != "galore", stepwise_temps=w.task == "galore")
 
 
+def generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan | None:
+    """generate() as tensors for the allocator replay (generate_replay.py), or None where
+    the replay does not hold the architecture's tensors (other decoders, eager attention,
+    LLM.int8, MoE, a sliding window shorter than the run, a quantized KV cache)."""
+    if (w.training or spec.model_type not in SUPPORTED_TYPES or spec.is_moe or w.attn != "sdpa"
+            or w.dtype not in ("fp32", "fp16", "bf16", "nf4", "fp4") or w.kv_dtype
+            or (spec.sliding_window and w.prompt + w.new > spec.sliding_window) or w.gpus != 1
+            or w.offload != "none"):
+        return None
+    return _cached(spec, ("gplan", w), lambda: _make_generate_plan(spec, w))
+
+
+def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
+    s = _Shapes.of(spec)
+    c = BYTES[_act_dtype(w)]
+    weights = [_weight_store_bytes(s.vocab * s.h, False, w)]
+    norm = _weight_store_bytes(s.h, False, w)
+    for _ in range(s.layers):
+        for sh in spec.layer_linears():
+            weights.append(_weight_store_bytes(sh.in_features * sh.out_features, True, w))
+            if sh.bias:
+                weights.append(_weight_store_bytes(sh.out_features, False, w))
+        weights += [norm, norm]
+        if spec.model_type in ("qwen3",):
+            weights += [_weight_store_bytes(spec.head_dim, False, w)] * 2
+    weights.append(norm)
+    if not spec.tie_embeddings:
+        weights.append(_weight_store_bytes(s.vocab * s.h, False, w))  # lm_head stays 16-bit
+    return GeneratePlan(
+        weights=tuple(weights), layers=s.layers, hidden=s.h, q=s.q, kv=s.kv, head_dim=spec.head_dim,
+        heads=s.heads, inter=s.inter, vocab=s.vocab, c=c, batch=w.batch, prompt=w.prompt, new=w.new,
+        qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"),
+        math_scores=_math_sdpa(spec, w, c))
+
+
 def _replace(comps: list[Component], key: str, value: int, why: str) -> None:
     for i, c in enumerate(comps):
         if c.key == key:
@@ -662,11 +698,24 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
     """PyTorch's caching allocator keeps freed blocks for reuse and rounds large blocks up
     (c10/cuda/CUDACachingAllocator.cpp), so nvidia-smi sees reserved, not allocated,
     memory. For a full fine-tune on one GPU the gap (reserved - allocated at the peak) is
-    found by replaying the step through the allocator's rules (step_replay.py); otherwise it
-    is fitted by least squares on the tune split to the transients that cause it
+    found by replaying the step through the allocator's rules (step_replay.py), for
+    Llama-style inference by replaying generate() (generate_replay.py); otherwise it is
+    fitted by least squares on the tune split to the transients that cause it
     (coefficients.py says which runs)."""
     b = {c.key: c.bytes for c in comps}
     source = "c10/cuda/CUDACachingAllocator.cpp; coefficients fitted on H100 runs"
+    plan = generate_plan(spec, w)
+    if plan is not None:
+        # generate() replayed tensor by tensor: the working set and the reserve come from
+        # the replay's peaks, so that the total is the replayed peak reserved.
+        g = generate_reserve(plan)
+        fixed = sum(c.bytes for c in comps if c.key in ("weights", "kv_cache", "logits", "temp_buffers"))
+        _replace(comps, "activations", max(0, g.peak_allocated - fixed),
+                 "prefill working set, generate() replayed tensor by tensor (generate_replay.py)")
+        used = sum(c.bytes for c in comps if c.key != "cuda_context")
+        return Component("allocator_reserve", max(0, g.peak_reserved - used),
+                         "generate() replayed through the caching allocator's rules (generate_replay.py)",
+                         "c10/cuda/CUDACachingAllocator.cpp, replayed")
     if not w.training:
         s = _Shapes.of(spec)
         c = BYTES[_act_dtype(w)]

@@ -11,6 +11,11 @@ object with a "type": hello, phase, mark, sample, step, oom, error, stopped, res
 SIGTERM asks for a clean stop: the run unwinds, frees its memory and reports a result
 with status "stopped" (the parent kills it if that takes longer than its grace period).
 
+Calibration: a spec key "trace" (a file path) records the caching allocator's history
+(torch.cuda.memory._record_memory_history, no stack frames) from the context to the end of
+the first step and writes it there as gzipped JSON: every alloc / free / segment event with
+its address and size, and the time of each mark.
+
 Test-only: a spec key "fault" (hang, hang-hard, segfault, exit, garbage, oom, error)
 injects that fault at the first step, so the tests can prove how the parent ends each.
 
@@ -211,6 +216,7 @@ class Run:
         if used is not None and self.baseline is not None and "reserved" in rec:
             self.nontorch_max = max(self.nontorch_max, used - self.baseline - rec["reserved"])
         rec["rss"] = _rss_bytes()
+        rec["t_us"] = int(time.time() * 1e6)  # the clock of the allocator history's time_us
         self.marks.append(rec)
         emit("mark", **rec)
         return rec
@@ -243,6 +249,9 @@ class Run:
             torch.manual_seed(int(self.spec.get("seed", 0)))
             self.mark("context")
             emit("versions", **self.versions)
+            if self.spec.get("trace") and self.mem.cuda:
+                torch.cuda.memory._record_memory_history(enabled="all", context=None,
+                                                         max_entries=4_000_000)
 
             self.set_phase("build")
             from workload_step import build_and_prepare
@@ -267,6 +276,9 @@ class Run:
                     self.step_times.append(dt)
                 emit("step", step=i, seconds=round(dt, 5), tokens=job.tokens_per_step,
                      warmup=i < warmup)
+                if i == 0 and self.spec.get("trace") and self.mem.cuda:
+                    self.mark("traced")
+                    self.write_trace(str(self.spec["trace"]))
         except Exception as exc:  # noqa: BLE001 -- the child reports every failure as data
             torch = self.torch
             is_oom = torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError",
@@ -312,6 +324,29 @@ class Run:
         summary["peak_rss"] = max(summary["peak_rss"], peak_reading.get("rss") or 0)
         emit("result", **summary)
         return exit_code
+
+    def write_trace(self, path: str) -> None:
+        import gzip
+
+        torch = self.torch
+        snap = torch.cuda.memory._snapshot()
+        torch.cuda.memory._record_memory_history(enabled=None)
+        codes = {"alloc": "a", "free_completed": "f",
+                 "segment_alloc": "S", "segment_free": "F", "segment_map": "S",
+                 "segment_unmap": "F", "oom": "O", "snapshot": "s"}
+        traces = snap.get("device_traces") or [[]]
+        # free_requested and free_completed coincide on one stream; the completed one is
+        # when the block can be reused. Times are deltas (us) from the previous event.
+        events, last = [], 0
+        for e in traces[self.mem.index if len(traces) > self.mem.index else 0]:
+            if e["action"] == "free_requested":
+                continue
+            t = int(e.get("time_us", 0))
+            events.append([codes.get(e["action"], e["action"]), e["addr"], e["size"], t - last])
+            last = t
+        with gzip.open(path, "wt") as fh:
+            json.dump({"events": events, "marks": [{"label": m["label"], "t_us": m["t_us"]}
+                                                   for m in self.marks]}, fh)
 
     def allocator_stats(self) -> dict:
         """The caching allocator's own counters at the end of the run: how far reserved

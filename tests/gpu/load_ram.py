@@ -28,10 +28,12 @@ if mode == "save":
 
     sys.path.insert(0, os.path.dirname(__file__))
     from calib_models import MODELS
+    from cases_round2 import CATALOG
 
-    cfg = dict(MODELS[sys.argv[3]])
+    cfg = dict(MODELS.get(sys.argv[3]) or CATALOG[sys.argv[3]])
     mt = cfg.pop("model_type")
-    cfg.pop("torch_dtype", None)
+    for k in ("torch_dtype", "dtype", "architectures", "transformers_version", "_name_or_path"):
+        cfg.pop(k, None)
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model(mt, **cfg), dtype=torch.bfloat16)
     model.save_pretrained(d, max_shard_size="5GB")

@@ -23,7 +23,9 @@ CHILD = Path(__file__).resolve().parents[2] / "core" / "fittest" / "child.py"
 def run_case(case: dict, python: str, timeout: float) -> tuple[dict, list[str]]:
     spec = {"config": case["config"], "workload": case["workload"], "device": case.get("device", "cuda:0"),
             "steps": case.get("steps", 2), "warmup": case.get("warmup", 1), "sample_hz": 50,
-            "builder": case.get("builder", "auto"), **({"snapshot": True} if case.get("snapshot") else {})}
+            "builder": case.get("builder", "auto"), **({"snapshot": True} if case.get("snapshot") else {}),
+            **({"trace": os.path.join(os.environ.get("TRACE_DIR", "/tmp"), case["id"] + ".json.gz")}
+               if case.get("trace") else {})}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
         path = f.name
