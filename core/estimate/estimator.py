@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cardfit.core.estimate import coefficients as K
 from cardfit.core.estimate.generate_replay import SUPPORTED_TYPES, GeneratePlan, generate_reserve
 from cardfit.core.estimate.result import Component, Estimate
-from cardfit.core.estimate.step_replay import Param, StepPlan, fragmentation
+from cardfit.core.estimate.step_replay import MAX_REPLAY_LAYERS, Param, StepPlan, fragmentation
 from cardfit.core.estimate.workload import Workload
 from cardfit.core.specs.model_spec import ModelSpec
 from cardfit.core.units import MiB
@@ -656,11 +656,12 @@ def _make_step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
 def generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan | None:
     """generate() as tensors for the allocator replay (generate_replay.py), or None where
     the replay does not hold the architecture's tensors (other decoders, eager attention,
-    LLM.int8, MoE, a sliding window shorter than the run, a quantized KV cache)."""
+    LLM.int8, MoE, a sliding window shorter than the run, a quantized KV cache, a config
+    deeper than any published model)."""
     if (w.training or spec.model_type not in SUPPORTED_TYPES or spec.is_moe or w.attn != "sdpa"
             or w.dtype not in ("fp32", "fp16", "bf16", "nf4", "fp4") or w.kv_dtype
             or (spec.sliding_window and w.prompt + w.new > spec.sliding_window) or w.gpus != 1
-            or w.offload != "none"):
+            or w.offload != "none" or spec.num_layers > MAX_REPLAY_LAYERS):
         return None
     return _cached(spec, ("gplan", w), lambda: _make_generate_plan(spec, w))
 
