@@ -65,9 +65,6 @@ class AllocatorModel:
         self.peak_reserved = 0
         self.peak_allocated = 0
 
-    def _key(self, bid: int) -> int:
-        return ((self._size[bid] // ROUND) << _ADDR_BITS | self._addr[bid]) << _ID_BITS | bid
-
     def _block(self, size: int, free: bool, prev: int, nxt: int, addr: int, small: bool) -> int:
         bid = len(self._size)
         self._size.append(size)
@@ -77,7 +74,8 @@ class AllocatorModel:
         self._addr.append(addr)
         self._small.append(small)
         if free:
-            insort(self._free_small if small else self._free, self._key(bid))
+            insort(self._free_small if small else self._free,
+                   (size // ROUND) << _KEY_SHIFT | addr << _ID_BITS | bid)
         return bid
 
     def malloc(self, nbytes: int) -> int:
@@ -87,11 +85,11 @@ class AllocatorModel:
         units = -(-nbytes // ROUND)
         size = units * ROUND
         free = self._free_small if small else self._free
-        k = bisect_left(free, units << (_ADDR_BITS + _ID_BITS))
+        k = bisect_left(free, units << _KEY_SHIFT)
+        sizes = self._size
         if k < len(free):
-            key = free.pop(k)
-            bid = key & _ID_MASK
-            have = self._size[bid]
+            bid = free.pop(k) & _ID_MASK
+            have = sizes[bid]
             self._isfree[bid] = False
         else:
             if small:
@@ -112,8 +110,8 @@ class AllocatorModel:
             if nxt >= 0:
                 self._prev[nxt] = rest
             self._next[bid] = rest
-            self._size[bid] = size
-        self.allocated += self._size[bid]
+            sizes[bid] = size
+        self.allocated += sizes[bid]
         if self.allocated > self.peak_allocated:
             self.peak_allocated = self.allocated
         return bid
@@ -121,28 +119,28 @@ class AllocatorModel:
     def free(self, bid: int) -> None:
         if bid < 0:
             return
-        size, isfree, prev, nxt = self._size, self._isfree, self._prev, self._next
+        size, isfree, prev, nxt, addr = self._size, self._isfree, self._prev, self._next, self._addr
         free = self._free_small if self._small[bid] else self._free
         self.allocated -= size[bid]
         isfree[bid] = True
         other = prev[bid]  # merge with a free neighbour before...
         if other >= 0 and isfree[other]:
-            del free[bisect_left(free, self._key(other))]
+            del free[bisect_left(free, (size[other] // ROUND) << _KEY_SHIFT | addr[other] << _ID_BITS | other)]
             isfree[other] = False
             size[bid] += size[other]
-            self._addr[bid] = self._addr[other]
+            addr[bid] = addr[other]
             prev[bid] = prev[other]
             if prev[other] >= 0:
                 nxt[prev[other]] = bid
         other = nxt[bid]  # ...and after
         if other >= 0 and isfree[other]:
-            del free[bisect_left(free, self._key(other))]
+            del free[bisect_left(free, (size[other] // ROUND) << _KEY_SHIFT | addr[other] << _ID_BITS | other)]
             isfree[other] = False
             size[bid] += size[other]
             nxt[bid] = nxt[other]
             if nxt[other] >= 0:
                 prev[nxt[other]] = bid
-        insort(free, self._key(bid))
+        insort(free, (size[bid] // ROUND) << _KEY_SHIFT | addr[bid] << _ID_BITS | bid)
 
     @property
     def fragmentation(self) -> int:
@@ -155,3 +153,4 @@ _ID_MASK = (1 << _ID_BITS) - 1
 _OFFSET_BITS = 40  # a block's offset in its segment, in 512-byte units
 _SEG_TOP = 1 << 23  # segments counted down from here
 _ADDR_BITS = _OFFSET_BITS + 23
+_KEY_SHIFT = _ADDR_BITS + _ID_BITS

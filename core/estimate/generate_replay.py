@@ -41,7 +41,13 @@ CUBLAS_WORKSPACE = 32 << 20  # CUBLAS_WORKSPACE_CONFIG ":4096:8" (CublasHandlePo
 # this, the reserve's growth per step over the second half of the replayed steps is
 # extended linearly (a 70B model's 80 layers x 4k tokens would be 2M blocks).
 DECODE_BUDGET = 32_768
-MIN_DECODE_STEPS = 16
+MIN_DECODE_STEPS = 8
+# A decode whose cache grows by less than this fraction of the prefill's peak is replayed
+# for MIN_DECODE_STEPS only: its peak is the prefill's. Chosen between two checks: the 78
+# catalog models' batch-1 inference columns (3840 + 256 tokens; growth up to 2.6 %) give the
+# full replay's figure to the byte from 8 steps; a batch-32 decode
+# (infer-qwen3-0.6b-bf16-b32-p2048-n128, growth 4.6 %) needs every step.
+SETTLED_GROWTH = 0.03
 SUPPORTED_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
@@ -252,18 +258,26 @@ def replay(plan: GeneratePlan, steps: int | None = None) -> AllocatorModel:
     return _replay(plan, plan.new - 1 if steps is None else steps)[0]
 
 
-def _replay(plan: GeneratePlan, steps: int) -> tuple[AllocatorModel, int, int]:
-    """The allocator after prefill and ``steps`` decode steps, its peak reserved at half
-    of them, and the most the tensors held during the last step."""
+def _replay(plan: GeneratePlan, steps: int | None) -> tuple[AllocatorModel, int, int, int]:
+    """The allocator after prefill and ``steps`` decode steps (None: as many as needed,
+    see SETTLED_GROWTH and DECODE_BUDGET), the steps replayed, the peak reserved at half of
+    them, and the most the tensors held during the last step."""
     run = _Run(plan)
     a = run.a
     for w in plan.weights:
         a.malloc(w)
     caches = [[-1, -1] for _ in range(plan.layers)]
+    run.min_size = SMALL  # the prefill's small-pool temporaries never touch the large pool
     run.forward(plan.batch * plan.prompt, caches, 0, True)
     rec = _Recorder(plan)
     rec.forward(plan.batch, [[-2 - 2 * l, -3 - 2 * l] for l in range(plan.layers)], 0, False)
     row = plan.batch * plan.kv * plan.c  # one token of one layer's k (or v)
+    if steps is None:
+        decode = plan.new - 1
+        if 2 * plan.layers * row * decode <= SETTLED_GROWTH * a.peak_allocated:
+            steps = min(decode, MIN_DECODE_STEPS)
+        else:
+            steps = min(decode, max(MIN_DECODE_STEPS, DECODE_BUDGET // max(1, len(rec.ops))))
     live: dict[int, int] = {}
     grown: dict[tuple[int, int], int] = {}
     malloc, free = a.malloc, a.free
@@ -288,16 +302,13 @@ def _replay(plan: GeneratePlan, steps: int) -> tuple[AllocatorModel, int, int]:
             else:
                 free(caches[x][y])
                 caches[x][y] = grown.pop((x, y))
-    return a, half_peak, last
+    return a, steps, half_peak, last
 
 
 @lru_cache(maxsize=1024)
 def generate_reserve(plan: GeneratePlan) -> GenerateReplay:
     decode = plan.new - 1
-    rec = _Recorder(plan)
-    rec.forward(plan.batch, [[-2 - 2 * l, -3 - 2 * l] for l in range(plan.layers)], 0, False)
-    steps = min(decode, max(MIN_DECODE_STEPS, DECODE_BUDGET // max(1, len(rec.ops))))
-    a, half_peak, last = _replay(plan, steps)
+    a, steps, half_peak, last = _replay(plan, None)
     if steps == decode:
         return GenerateReplay(a.peak_reserved, a.peak_allocated)
     # Each further step adds a known amount of cache: the last step's tensors grow by it.
