@@ -344,9 +344,11 @@ class Run:
             t = int(e.get("time_us", 0))
             events.append([codes.get(e["action"], e["action"]), e["addr"], e["size"], t - last])
             last = t
-        with gzip.open(path, "wt") as fh:
+        tmp = path + ".part"  # written whole or not at all
+        with gzip.open(tmp, "wt") as fh:
             json.dump({"events": events, "marks": [{"label": m["label"], "t_us": m["t_us"]}
                                                    for m in self.marks]}, fh)
+        os.replace(tmp, path)
 
     def allocator_stats(self) -> dict:
         """The caching allocator's own counters at the end of the run: how far reserved
