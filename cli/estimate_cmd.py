@@ -61,7 +61,8 @@ def run(args) -> int:
 def render_estimate(e: Estimate, v: Verdict | None) -> str:
     lines = [f"{e.model_name}  ({e.model_id}, {e.params / 1e9:.2f}B params, confidence {e.confidence})",
              f"Workload: {e.workload.label()}" + (f" on {e.workload.gpus} GPUs" if e.workload.gpus > 1 else ""),
-             f"Peak during: {e.peak_stage}", ""]
+             f"Peak during: {e.peak_stage}"]
+    lines += [f"Warning: {x}" for x in e.warnings] + [""]
     width = max(len(c.label) for c in e.components) + 2
     lines.append(f"  {'Component':<{width}}{'GiB':>8}   Formula")
     for c in e.components:

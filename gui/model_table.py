@@ -84,6 +84,7 @@ def breakdown_html(e: Estimate, available: int | None, card_name: str, title: st
             verdict = f"does not fit: {fmt_bytes(-v.headroom_bytes)} short"
         head += (f"needs <b>{fmt_bytes(e.total_bytes)}</b> of {fmt_bytes(available)} on "
                  f"{html.escape(card_name)}: {verdict}<br>")
+    head += "".join(f"<b>{html.escape(x[:1].upper() + x[1:])}</b><br>" for x in e.warnings)
     return (f"{head}<table cellspacing='0'>{rows}"
             f"<tr><td><b>Total (peak, {html.escape(e.peak_stage)})</b></td>"
             f"<td align='right'>&nbsp;<b>{fmt_bytes(e.total_bytes, 2)}</b></td></tr></table>")

@@ -6,6 +6,7 @@ as an inline message under the form (the ``UsageError``'s own words), never a cr
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
@@ -436,7 +437,9 @@ class PlannerPanel(QWidget):
         self.verdict.setText(
             f"Needs <b>{fmt_bytes(e.total_bytes)}</b>{per} of {fmt_bytes(r.available)} free on "
             f"{r.card_name}: <b style='color:{col}'>{word}</b>, {tail} "
-            f"<span>(peak at the {e.peak_stage})</span>")
+            f"<span>(peak at the {e.peak_stage})</span>"
+            + "".join(f"<br><b style='color:{theme.status_strong('no', self.palette()).name()}'>"
+                      f"{html.escape(x[:1].upper() + x[1:])}</b>" for x in e.warnings))
         self.bar.set_estimate(e, r.available, r.card_name)
         what = "sequence" if e.workload.training else "prompt"
         if r.max_batch > 0:

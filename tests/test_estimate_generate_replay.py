@@ -50,7 +50,10 @@ def test_the_allocator_model_reproduces_a_recorded_history(case_id):
     # history ends, can reserve more.
     measured = RECORDS[case_id]["result"]["peak_reserved"]
     if case_id.startswith("infer-"):
-        assert measured - peak_reserved == 2 * MiB
+        # (the measured, second generate() can reserve a little more: a 2 MiB small-pool
+        # segment for infer-gpt2-fp16-b64-p512-n256, 98 MiB for Qwen3-1.7B NF4 batch 8,
+        # whose decode dequantizes some weights and not others)
+        assert 2 * MiB <= measured - peak_reserved <= 0.04 * measured
     else:
         assert peak_reserved <= measured
 
@@ -68,10 +71,12 @@ def test_the_generate_replay_matches_the_measured_peaks(case_id):
         pytest.skip(f"{spec.model_type} / {w.dtype} / {w.attn} keeps the fitted reserve")
     g = generate_reserve(plan)
     res = RECORDS[case_id]["result"]
-    # The working set to 0.5 %, the reserve never more than 1 % short.
+    # The working set to 0.5 %, the reserve to 1 %: one generate() is replayed, and the
+    # measured second one can reserve up to 3.4 % more with 4-bit weights
+    # (trace-infer-qwen3-1.7b-nf4-b8-p1024-n64, above).
     assert abs(g.peak_allocated - res["peak_allocated"]) <= 0.005 * res["peak_allocated"], case_id
-    assert g.peak_reserved >= 0.99 * res["peak_reserved"], case_id
-    assert g.peak_reserved <= 1.07 * res["peak_reserved"], case_id
+    assert g.peak_reserved >= (0.96 if w.dtype in ("nf4", "fp4") else 0.99) * res["peak_reserved"], case_id
+    assert g.peak_reserved <= 1.01 * res["peak_reserved"], case_id
 
 
 def test_the_estimate_is_the_context_plus_the_replayed_reserve():
@@ -107,3 +112,28 @@ def test_long_generations_are_extended_not_replayed_step_by_step():
 def test_architectures_and_paths_the_replay_does_not_hold_are_left_to_the_fit(change):
     spec, w = _spec_and_workload("infer-llama-3.1-8b-bf16-b8-p2048-n128")
     assert generate_plan(spec, Workload(**{**w.__dict__, **change})) is None
+
+
+def test_the_greedy_loop_masks_eos_only_where_the_config_has_one():
+    # min_new_tokens adds two logits processors (a clone and a masked copy of the fp32
+    # scores each step) when there is an end-of-sequence token: Llama's and GPT-2's config
+    # classes have one by default, Qwen2's and Qwen3's none (the traces show 5 and 1
+    # vocab-sized fp32 blocks per step).
+    for case_id, has in [("infer-llama-3.1-8b-bf16-b8-p2048-n128", True), ("infer-gpt2-fp16-b64-p512-n256", True),
+                         ("infer-qwen2.5-0.5b-bf16-b64-p1024-n128", False)]:
+        spec, w = _spec_and_workload(case_id)
+        assert generate_plan(spec, w).processors is has, case_id
+    r = RECORDS["infer-qwen2.5-0.5b-bf16-b64-p1024-n128"]
+    cfg = {**r["config"], "eos_token_id": 151643}
+    spec = spec_from_config(cfg, source=r["model"], id=r["model"])
+    assert generate_plan(spec, Workload(**r["workload"])).processors
+
+
+def test_gpt2_past_its_positions_is_a_warning_not_a_replay():
+    spec, w = _spec_and_workload("infer-gpt2-fp16-b64-p512-n256")
+    inside = Workload(**{**w.__dict__, "prompt": 896, "new": 128})
+    past = Workload(**{**w.__dict__, "prompt": 1024, "new": 128})
+    assert generate_plan(spec, inside) is not None and not estimate(spec, inside).warnings
+    assert generate_plan(spec, past) is None
+    (warning,) = estimate(spec, past).warnings
+    assert "1,152" in warning and "1,024 learned positions" in warning

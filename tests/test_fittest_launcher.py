@@ -254,3 +254,16 @@ def test_start_reports_a_missing_runner(spec, monkeypatch, tmp_path):
     monkeypatch.setattr(launcher, "CHILD", tmp_path / "child.py")
     with pytest.raises(FitTestError, match="missing"):
         FitTestRun(request(), spec).start()
+
+
+def test_a_run_past_learned_positions_is_refused_before_it_starts():
+    # GPT-2's position table has 1,024 rows; on the H200 1,024 + 128 tokens ended in a CUDA
+    # device-side assert, so the fit test says why up front instead.
+    from cardfit.core.specs.catalog import catalog_row
+
+    gpt2 = spec_from_config(catalog_row("openai-community/gpt2")["config"], source="t", id="gpt2")
+    with pytest.raises(FitTestError, match="1,024 learned positions"):
+        request(Workload(task="infer", dtype="fp16", prompt=1024, new=128)).child_spec(gpt2)
+    with pytest.raises(FitTestError, match="2,048-token sequence"):
+        request(Workload(task="full", dtype="bf16", seq=2048)).child_spec(gpt2)
+    assert request(Workload(task="infer", dtype="fp16", prompt=896, new=128)).child_spec(gpt2)

@@ -318,3 +318,18 @@ def test_export_report_builds_the_current_plan(make_window, monkeypatch):
     assert len(got) == 1
     doc = got[0].to_json()
     assert "Llama" in json.dumps(doc) and "qlora" in json.dumps(doc)
+
+
+def test_a_run_longer_than_gpt2s_positions_is_flagged(make_window, qtbot):
+    # GPT-2 has 1,024 learned positions: 1,024 + 128 tokens fail on a real card (the H200
+    # ended such a run in a device-side assert), so the planner says so in red.
+    w = make_window(restore=False, initial_model="openai-community/gpt2",
+                    initial_workload=Workload(task="infer", dtype="fp16", prompt=1024, new=128))
+    qtbot.waitUntil(lambda: w.planner.result is not None)
+    assert "1,024 learned positions" in w.planner.verdict.text()
+    w.planner.form.prompt.setFocus()
+    w.planner.form.prompt.selectAll()
+    qtbot.keyClicks(w.planner.form.prompt, "896")
+    qtbot.keyClick(w.planner.form.prompt, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.planner.result is not None and w.planner.result.estimate.workload.prompt == 896)
+    assert "learned positions" not in w.planner.verdict.text()

@@ -663,30 +663,79 @@ def generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan | None:
             or (spec.sliding_window and w.prompt + w.new > spec.sliding_window) or w.gpus != 1
             or w.offload != "none" or spec.num_layers > MAX_REPLAY_LAYERS):
         return None
+    if spec.model_type == "gpt2" and (w.dtype in ("nf4", "fp4") or not _gelu_new(spec)
+                                      or w.prompt + w.new > spec.max_position):
+        return None
     return _cached(spec, ("gplan", w), lambda: _make_generate_plan(spec, w))
+
+
+# Config classes whose eos_token_id has a default (LlamaConfig, MistralConfig: 2;
+# GPT2Config: 50256); Qwen2Config and Qwen3Config have none.
+_DEFAULT_EOS = frozenset({"llama", "mistral", "gpt2"})
+
+
+def _has_eos(spec: ModelSpec) -> bool:
+    """Whether generate() gets an end-of-sequence token, and with it min_new_tokens' logits
+    processors (generation/logits_process.py MinNewTokensLengthLogitsProcessor)."""
+    cfg = spec.config or {}
+    if "eos_token_id" in cfg:
+        return cfg["eos_token_id"] is not None
+    return spec.model_type in _DEFAULT_EOS
+
+
+def _gelu_new(spec: ModelSpec) -> bool:
+    cfg = spec.config or {}
+    return (cfg.get("activation_function") or "gelu_new") == "gelu_new"  # GPT2Config's default
 
 
 def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
     s = _Shapes.of(spec)
     c = BYTES[_act_dtype(w)]
-    weights = [_weight_store_bytes(s.vocab * s.h, False, w)]
+    tied = c * s.vocab * s.h if spec.tie_embeddings else 0
+    if spec.model_type == "gpt2":
+        # GPT2LMHeadModel.parameters(): wte, wpe, per block ln_1, c_attn, c_proj, ln_2,
+        # c_fc, c_proj (each weight then bias), ln_f.
+        h, i = s.h, s.inter
+        block = (h, h, h * 3 * h, 3 * h, h * h, h, h, h, h * i, i, i * h, h)
+        weights = [s.vocab * h, spec.max_position * h] + list(block) * s.layers + [h, h]
+        return GeneratePlan(
+            weights=tuple(c * n for n in weights), layers=s.layers, hidden=h, q=s.q, kv=s.kv,
+            head_dim=spec.head_dim, heads=s.heads, inter=i, vocab=s.vocab, c=c, batch=w.batch,
+            prompt=w.prompt, new=w.new, math_scores=_math_sdpa(spec, w, c), gpt2=True,
+            tied_transient=tied, processors=_has_eos(spec))
+    quant = w.dtype in ("nf4", "fp4")
+    embed = _weight_store_bytes(s.vocab * s.h, False, w)
     norm = _weight_store_bytes(s.h, False, w)
+    weights: list[int] = [] if quant else [embed]
+    transients: list[int] = []
     for _ in range(s.layers):
         for sh in spec.layer_linears():
-            weights.append(_weight_store_bytes(sh.in_features * sh.out_features, True, w))
+            numel = sh.in_features * sh.out_features
+            if quant:
+                # bitsandbytes Params4bit: the 16-bit weight goes to the GPU, is packed
+                # two to a byte, then freed; the block-wise constants are small tensors.
+                transients += [0] * (len(weights) - len(transients)) + [numel * 2]
+                weights += [numel // 2, _weight_store_bytes(numel, True, w) - numel // 2]
+            else:
+                weights.append(_weight_store_bytes(numel, True, w))
             if sh.bias:
                 weights.append(_weight_store_bytes(sh.out_features, False, w))
         weights += [norm, norm]
         if spec.model_type in ("qwen3",):
             weights += [_weight_store_bytes(spec.head_dim, False, w)] * 2
+    if quant:
+        weights.append(embed)  # after the quantized layers (trace-infer-qwen2.5-1.5b-fp4-...)
     weights.append(norm)
     if not spec.tie_embeddings:
         weights.append(_weight_store_bytes(s.vocab * s.h, False, w))  # lm_head stays 16-bit
+    elif quant:
+        tied = 0  # the quantized load ties without building a head first
+    transients += [0] * (len(weights) - len(transients))
     return GeneratePlan(
-        weights=tuple(weights), layers=s.layers, hidden=s.h, q=s.q, kv=s.kv, head_dim=spec.head_dim,
+        weights=tuple(weights), transients=tuple(transients), layers=s.layers, hidden=s.h, q=s.q, kv=s.kv, head_dim=spec.head_dim,
         heads=s.heads, inter=s.inter, vocab=s.vocab, c=c, batch=w.batch, prompt=w.prompt, new=w.new,
         qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"),
-        math_scores=_math_sdpa(spec, w, c))
+        math_scores=_math_sdpa(spec, w, c), tied_transient=tied, processors=_has_eos(spec))
 
 
 def _replace(comps: list[Component], key: str, value: int, why: str) -> None:
@@ -776,7 +825,24 @@ def estimate(spec: ModelSpec, w: Workload) -> Estimate:
     pc = _counts(spec)
     return Estimate(model_id=spec.id, model_name=spec.name, params=pc.total, workload=w,
                     components=tuple(comps), ram_components=tuple(_ram(spec, w)),
-                    peak_stage=stage, assumptions=tuple(assumptions), confidence=confidence)
+                    peak_stage=stage, assumptions=tuple(assumptions), confidence=confidence,
+                    warnings=tuple(filter(None, [position_limit(spec, w)])))
+
+
+def position_limit(spec: ModelSpec, w: Workload) -> str | None:
+    """The sentence for a run longer than a learned position table (GPT-2's wpe, OPT's):
+    no row exists past it, so the embedding lookup fails (on the H200, GPT-2 with 1,024 +
+    128 tokens ended in a CUDA device-side assert; tests/gpu/cases_round4.py). Rotary
+    models run past their max_position_embeddings, so only learned positions are refused."""
+    if not spec.learned_positions:
+        return None
+    tokens = w.seq if w.training else w.prompt + w.new
+    if tokens <= spec.max_position:
+        return None
+    what = f"a {w.seq:,}-token sequence" if w.training else \
+        f"{w.prompt:,} prompt + {w.new:,} new tokens = {tokens:,}"
+    return (f"{what} is longer than the {spec.max_position:,} learned positions of {spec.name}: "
+            f"a real run fails (its position table has no row past {spec.max_position:,})")
 
 
 def _apply_sharding(spec: ModelSpec, w: Workload, comps: list[Component]) -> None:

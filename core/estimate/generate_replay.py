@@ -4,9 +4,12 @@ the tensors use at their peak.
 
 The tensors and their order are those of transformers' Llama-style decoder
 (models/llama/modeling_llama.py and its Mistral, Qwen2, Qwen3 copies) as the allocator
-histories recorded on the H200 show them (tests/data/traces_h200/, tune-split runs only):
+histories recorded on the H200 show them (tests/data/traces_h200/: tune-split and
+trace-only runs, never a held-out one):
 
-- build: the weights, in ``model.parameters()`` order;
+- build: the weights, in ``model.parameters()`` order; a tied output layer is built and
+  dropped (its block stays cached); 4-bit weights come after the layers' 16-bit copies they
+  are packed from, one at a time, and the embedding after them;
 - prefill over all batch x prompt tokens: the embeddings (kept to the end of the forward),
   the rotary tables (the first matmul also makes cuBLAS's 32 MiB workspace), then per layer
   RMSNorm in fp32 (LlamaRMSNorm: the fp32 copy, its square, the mean, rsqrt, the scaled
@@ -17,14 +20,21 @@ histories recorded on the H200 show them (tests/data/traces_h200/, tune-split ru
   gated MLP (gate, act(gate), up, the product, down), the next residual; a layer's input
   lives until the layer returns;
 - bitsandbytes 4-bit weights are dequantized to 16 bit for each matmul (MatMul4Bit), except
-  for a single token (its gemv kernel);
-- the last position's logits (logits_to_keep=1) and their fp32 copy
-  (generation/utils.py);
+  for a single token (its gemv kernel); in a decode step of a few tokens some of them are
+  not (Qwen3 1.7B at batch 8: q, o and one MLP weight are), which is not modelled: every
+  one is, and the step's blocks are freed at once, so it moves little;
+- the last position's logits (logits_to_keep=1), their fp32 copy and, where the config
+  has an end-of-sequence token, min_new_tokens' two logits processors (generation/utils.py);
 - each decode step: the same layer over batch tokens, but the cache grows by torch.cat:
   a new block one token longer for k and then v of every layer, the old one freed.
 
+GPT-2 (models/gpt2/modeling_gpt2.py) has its own block: LayerNorm, the fused c_attn,
+learned positions, gelu_new written out in eight ops (gpt2_layer); sdpa's math kernel
+(fp32 with grouped-query attention) its own attention (math_attention).
+
 Replaying the recorded histories themselves through the allocator model gives their
-real peak reserved to 2 MiB; this synthetic replay is checked against the measured runs
+real peak reserved to 4 MiB; this synthetic replay gives the traced runs' peak reserved to
+1 % (tests/test_estimate_generate_replay.py) and is checked against every measured run
 in tests/test_estimate_accuracy.py. Other architectures, eager attention and LLM.int8
 (whose outlier columns depend on the data) keep the estimator's fitted reserve.
 """
@@ -48,7 +58,7 @@ MIN_DECODE_STEPS = 8
 # full replay's figure to the byte from 8 steps; a batch-32 decode
 # (infer-qwen3-0.6b-bf16-b32-p2048-n128, growth 4.6 %) needs every step.
 SETTLED_GROWTH = 0.03
-SUPPORTED_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+SUPPORTED_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,14 @@ class GeneratePlan:
     qk_norm: bool = False
     dequant: bool = False  # 4-bit weights, dequantized per matmul
     math_scores: bool = False  # sdpa's math kernel: fp32 scores and their softmax
+    gpt2: bool = False  # GPT-2's block (LayerNorm, fused c_attn, gelu_new, learned positions)
+    # A tied output layer is built (vocab x hidden) and then replaced by the embedding: its
+    # block is freed but stays reserved (seen in every tied model's history).
+    tied_transient: int = 0
+    processors: bool = False  # generate() masks the end-of-sequence token (min_new_tokens)
+    # Per weight, a block made just before it and freed just after (the 16-bit weight a
+    # 4-bit one is packed from); empty: none.
+    transients: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class _Run:
         self.a = AllocatorModel()
         self.p = plan
         self.min_size = 0  # blocks up to this size are left out (the decode recorder's SMALL)
+        self.kept: dict[int, int] = {}  # generate()'s loop variables (pick)
 
     def new(self, n: int) -> int:
         return self.a.malloc(n) if n > self.min_size else -1
@@ -151,6 +170,37 @@ class _Run:
         self.free(pos, freqs, emb, c2, s2)
         return cos, sin
 
+    def math_attention(self, tokens: int, total: int) -> int:
+        """sdpa's math kernel (aten/src/ATen/native/transformers/attention.cpp,
+        _scaled_dot_product_attention_math), fp32 with grouped-query attention, as
+        trace-infer-llama-3.2-1b-fp32-b2-p2048-n64 shows it: a copy of q, the causal mask
+        built as bool and then as float (prefill only), k and v expanded to every head,
+        q and k each scaled, the scores, the masked scores with safe-softmax's bool of the
+        same shape, the output, and its transpose made contiguous."""
+        p, c = self.p, self.p.c
+        rows = tokens // p.batch
+        qc = self.new(tokens * p.q * c)
+        mask = -1
+        if rows > 1:
+            b1, b2 = self.new(rows * total), self.new(rows * total)
+            self.free(b1)
+            mask = self.new(rows * total * c)
+            self.free(b2)
+        expanded = p.batch * p.heads * total * p.head_dim * c
+        ek, ev = self.new(expanded), self.new(expanded)
+        qs, ks = self.new(tokens * p.q * c), self.new(expanded)
+        n = p.batch * p.heads * rows * total * c
+        s1 = self.new(n)
+        self.free(ks, qs)
+        s2 = self.new(n)
+        inf = self.new(n // c)
+        self.free(inf, s1)
+        o = self.new(tokens * p.q * c)
+        self.free(ek, ev, qc, mask, s2)
+        out = self.new(tokens * p.q * c)
+        self.free(o)
+        return out
+
     def layer(self, tokens: int, x: int, cache: list[int], past: int) -> int:
         p, c = self.p, self.p.c
         h = p.hidden
@@ -175,12 +225,7 @@ class _Run:
             self.free(cache[i])
             cache[i] = grown
         self.free(ke, v)
-        scores = ()
-        if p.math_scores:
-            s = p.batch * p.heads * (tokens // p.batch) * total * 4
-            scores = (self.new(s), self.new(s))
-        o = self.new(tokens * p.q * c)
-        self.free(*scores)
+        o = self.math_attention(tokens, total) if p.math_scores else self.new(tokens * p.q * c)
         proj = self.linear(tokens, p.q, h)
         self.free(o, qe, n)
         mid = self.new(tokens * h * c)
@@ -198,7 +243,61 @@ class _Run:
         self.free(down, mid)
         return out
 
+    def layer_norm(self, rows: int, width: int) -> int:
+        """nn.LayerNorm (native_layer_norm): its output; the fp32 mean and rstd are freed at
+        once in inference."""
+        mean, rstd = self.new(rows * 4), self.new(rows * 4)
+        out = self.new(rows * width * self.p.c)
+        self.free(mean, rstd)
+        return out
+
+    def gpt2_layer(self, tokens: int, x: int, cache: list[int], past: int, first: bool = False) -> int:
+        """GPT2Block (models/gpt2/modeling_gpt2.py) as the H200 histories show it
+        (trace-infer-gpt2-fp16-b64-p512-n256): the attention's output and both residual sums
+        live until the block returns; gelu_new (activations.NewGELUActivation) is eight
+        elementwise ops, 0.5 * x first, so up to four MLP-wide blocks at once."""
+        p, c, h = self.p, self.p.c, self.p.hidden
+        n1 = self.layer_norm(tokens, h)
+        qkv = self.linear(tokens, h, 3 * h)
+        if first:
+            self.new(CUBLAS_WORKSPACE)  # kept for the process's life
+        total = past + tokens // p.batch
+        for i in (0, 1):
+            grown = self.cache_new(cache[i], p.batch * total * p.kv * c)
+            self.free(cache[i])
+            cache[i] = grown
+        scores = ()
+        if p.math_scores:
+            s = p.batch * p.heads * (tokens // p.batch) * total * 4
+            scores = (self.new(s), self.new(s))
+        a = self.new(tokens * h * c)
+        self.free(*scores)
+        proj = self.linear(tokens, h, h)
+        self.free(a, qkv)
+        r1 = self.new(tokens * h * c)
+        self.free(n1)
+        n2 = self.layer_norm(tokens, h)
+        fc = self.linear(tokens, h, p.inter)
+        width = tokens * p.inter * c
+        half = self.new(width)  # 0.5 * x
+        cube = self.new(width)  # x ** 3
+        t = self.new(width)  # 0.044715 * x**3
+        self.free(cube)
+        for _ in range(4):  # x + ., sqrt(2/pi) * ., tanh(.), 1 + .
+            u = self.new(width)
+            self.free(t)
+            t = u
+        act = self.new(width)
+        self.free(half, t, fc)
+        down = self.linear(tokens, p.inter, h)
+        self.free(act)
+        out = self.new(tokens * h * c)
+        self.free(n2, r1, proj, down)
+        return out
+
     def forward(self, tokens: int, caches: list[list[int]], past: int, first: bool) -> None:
+        if self.p.gpt2:
+            return self.gpt2_forward(tokens, caches, past, first)
         p = self.p
         emb = self.new(tokens * p.hidden * p.c)
         cos, sin = self.rope_tables(tokens, first)
@@ -210,17 +309,59 @@ class _Run:
             x = y
         normed = self.norm(tokens, p.hidden)
         self.free(x, emb, cos, sin)
+        self.pick(normed)
+
+
+    def gpt2_forward(self, tokens: int, caches: list[list[int]], past: int, first: bool) -> None:
+        """GPT2Model: token and position embeddings (both kept to the end) and their sum;
+        cuBLAS's workspace comes with the first matmul, after its output."""
+        p = self.p
+        size = tokens * p.hidden * p.c
+        emb, pos = self.new(size), self.new(size)
+        x = self.new(size)
+        for l in range(p.layers):
+            y = self.gpt2_layer(tokens, x, caches[l], past, first and l == 0)
+            self.free(x)
+            x = y
+        normed = self.layer_norm(tokens, p.hidden)
+        self.free(x, emb, pos)
+        self.pick(normed)
+
+    def pick(self, normed: int) -> None:
+        """The last position's logits (logits_to_keep=1), then generation/utils.py's
+        greedy loop: their fp32 copy (``.to(copy=True, dtype=float32)``, made even from
+        fp32), then, where the config has an end-of-sequence token, two logits processors
+        (the fit test's min_new_tokens) that each clone and mask the scores; argmax. The copy and the processed scores are loop variables:
+        each lives until the next step makes its own."""
+        p = self.p
         logits = self.new(p.batch * p.vocab * p.c)
         self.free(normed)
-        scores = self.new(p.batch * p.vocab * 4) if p.c != 4 else -1
-        self.free(logits, scores)
+        n = p.batch * p.vocab * 4
+        self.carry(0, self.new(n))
+        if p.processors:
+            first = -1
+            for i in range(2):
+                clone = self.new(n)
+                masked = self.new(n)
+                self.free(clone)
+                if i == 0:
+                    first = masked
+            self.free(first)
+            self.carry(1, masked)
+        self.free(logits)
+
+    def carry(self, key: int, bid: int) -> None:
+        """Keeps ``bid`` as loop variable ``key`` and frees the block it held before."""
+        self.free(self.kept.pop(key, -1))
+        self.kept[key] = bid
 
 
 class _Recorder(_Run):
     """Runs one decode step without an allocator and keeps its large-pool blocks as a list
     that the replay runs for every step: (0, slot, bytes) makes a block, (1, slot, 0) frees
-    one, (2, layer, i) grows cache i (k, v) of a layer by torch.cat and (3, layer, i) frees
-    the cache block it replaces. Small-pool blocks never touch the large pool's holes, so
+    one, (2, layer, i) grows cache i (k, v) of a layer by torch.cat, (3, layer, i) frees
+    the cache block it replaces and (4, key, slot) makes a block a loop variable of
+    generate(), freeing the previous step's. Small-pool blocks never touch the large pool's holes, so
     they are left out. Only the cache's size is taken to change from step to step (the
     math kernel's per-step scores, batch x heads x context x 4 B, are counted at one token
     of context: the prefill's, over the whole prompt, are what sets that case's peak)."""
@@ -230,6 +371,10 @@ class _Recorder(_Run):
         self.min_size = SMALL
         self.ops: list[tuple[int, int, int]] = []
         self.slots = 0
+        self.kept = {}
+
+    def carry(self, key: int, bid: int) -> None:
+        self.ops.append((4, key, bid))  # frees the previous step's, keeps this one
 
     def new(self, n: int) -> int:
         if n <= self.min_size:
@@ -264,8 +409,12 @@ def _replay(plan: GeneratePlan, steps: int | None) -> tuple[AllocatorModel, int,
     them, and the most the tensors held during the last step."""
     run = _Run(plan)
     a = run.a
-    for w in plan.weights:
+    for w, t in zip(plan.weights, plan.transients or (0,) * len(plan.weights)):
+        tb = a.malloc(t) if t else -1
         a.malloc(w)
+        a.free(tb)
+    if plan.tied_transient:
+        a.free(a.malloc(plan.tied_transient))
     caches = [[-1, -1] for _ in range(plan.layers)]
     run.min_size = SMALL  # the prefill's small-pool temporaries never touch the large pool
     run.forward(plan.batch * plan.prompt, caches, 0, True)
@@ -279,6 +428,7 @@ def _replay(plan: GeneratePlan, steps: int | None) -> tuple[AllocatorModel, int,
         else:
             steps = min(decode, max(MIN_DECODE_STEPS, DECODE_BUDGET // max(1, len(rec.ops))))
     live: dict[int, int] = {}
+    kept = {k: b for k, b in run.kept.items() if b >= 0}
     grown: dict[tuple[int, int], int] = {}
     malloc, free = a.malloc, a.free
     half_peak = a.peak_reserved
@@ -299,9 +449,15 @@ def _replay(plan: GeneratePlan, steps: int | None) -> tuple[AllocatorModel, int,
                 grown[x, y] = malloc(size)
                 if final:
                     last = max(last, a.allocated)
-            else:
+            elif kind == 3:
                 free(caches[x][y])
                 caches[x][y] = grown.pop((x, y))
+            else:
+                old = kept.pop(x, -1)
+                if old >= 0:
+                    free(old)
+                if y >= 0:
+                    kept[x] = live.pop(y)
     return a, steps, half_peak, last
 
 

@@ -57,6 +57,8 @@ class Estimate:
     peak_stage: str  # when the peak happens: "forward", "backward", "optimizer step", "prefill", "decode"
     assumptions: tuple[str, ...] = ()
     confidence: str = "high"
+    # What a real run of this workload would hit regardless of memory (one sentence each).
+    warnings: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -84,6 +86,7 @@ class Estimate:
             "ram_breakdown": [c.to_json() for c in self.ram_components],
             "assumptions": list(self.assumptions),
             "confidence": self.confidence,
+            "warnings": list(self.warnings),
         }
 
     def summary(self) -> str:

@@ -13,7 +13,7 @@ with status "stopped" (the parent kills it if that takes longer than its grace p
 
 Calibration: a spec key "trace" (a file path) records the caching allocator's history
 (torch.cuda.memory._record_memory_history, no stack frames) from the context to the end of
-the first step and writes it there as gzipped JSON: every alloc / free / segment event with
+the first step (or of step "trace_steps", counting the warm-up) and writes it there as gzipped JSON: every alloc / free / segment event with
 its address and size, and the time of each mark.
 
 Test-only: a spec key "fault" (hang, hang-hard, segfault, exit, garbage, oom, error)
@@ -276,7 +276,7 @@ class Run:
                     self.step_times.append(dt)
                 emit("step", step=i, seconds=round(dt, 5), tokens=job.tokens_per_step,
                      warmup=i < warmup)
-                if i == 0 and self.spec.get("trace") and self.mem.cuda:
+                if i == int(self.spec.get("trace_steps", 1)) - 1 and self.spec.get("trace") and self.mem.cuda:
                     self.mark("traced")
                     self.write_trace(str(self.spec["trace"]))
         except Exception as exc:  # noqa: BLE001 -- the child reports every failure as data

@@ -155,6 +155,11 @@ class FitTestRequest:
         """The JSON spec child.py reads: the config the model spec was built from, and the workload."""
         if not isinstance(spec.config, dict) or not spec.config:
             raise FitTestError(f"{spec.id}: its model spec has no config to build the model from")
+        from cardfit.core.estimate.estimator import position_limit
+
+        too_long = position_limit(spec, self.workload)
+        if too_long:
+            raise FitTestError(too_long[:1].upper() + too_long[1:])
         out = {"config": spec.config, "workload": self.workload.to_json(), "device": self.resolved_device,
                "steps": self.steps, "warmup": self.warmup, "sample_hz": self.sample_hz,
                "builder": self.builder, "seed": self.seed}

@@ -469,6 +469,7 @@ def build_report(spec, workload, cards: list, machine=None, fit_result=None) -> 
     fit = _fit_section(_fit_dict(fit_result), e, notes) if fit_result is not None else None
     assumptions = list(e.assumptions)
     assumptions.append(f"estimate confidence: {e.confidence}")
+    notes[:0] = [w[:1].upper() + w[1:] + "." for w in e.warnings]
     if not cards:
         notes.append("No card was given and no GPU was detected: pass --card NAME or --vram SIZE "
                      "for a verdict and plans.")

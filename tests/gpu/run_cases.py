@@ -25,7 +25,8 @@ def run_case(case: dict, python: str, timeout: float) -> tuple[dict, list[str]]:
             "steps": case.get("steps", 2), "warmup": case.get("warmup", 1), "sample_hz": 50,
             "builder": case.get("builder", "auto"), **({"snapshot": True} if case.get("snapshot") else {}),
             **({"trace": os.path.join(os.environ.get("TRACE_DIR", "/tmp"), case["id"] + ".json.gz")}
-               if case.get("trace") else {})}
+               if case.get("trace") else {}),
+            **({"trace_steps": case["trace_steps"]} if case.get("trace_steps") else {})}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
         path = f.name
