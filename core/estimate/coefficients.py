@@ -38,10 +38,12 @@ TRAIN_ACT_FACTOR = 1.0
 # not fitted: its training step is replayed through a model of the caching allocator
 # (step_replay.py, allocator.py). These coefficients cover the rest, least squares over the
 # tune split of tests/data/gpu_measure_h100_part*.jsonl (tools/check_estimates.py prints the
-# per-case gaps). Llama-style inference is replayed too (generate_replay.py); these cover the
-# other decoders, eager attention and LLM.int8. Inference: the KV cache grows by torch.cat each token (DynamicCache),
-# leaving freed blocks of every size; eager attention's score tensors are the largest
-# blocks of all; LLM.int8's per-matmul column-major copies of the largest weight.
+# per-case gaps). Llama-style and GPT-2 inference is replayed too (generate_replay.py, LLM.int8
+# included); these cover the other decoders (their LLM.int8 too) and eager attention.
+# Inference: the KV cache grows by torch.cat each token (DynamicCache), leaving freed blocks
+# of every size; eager attention's score tensors are the largest blocks of all; LLM.int8's
+# outlier path holds fp32 copies of the largest weight's columns (10 B per element is
+# generate_replay.int8_linear's bound: two fp32 copies and a 16-bit one).
 RESERVE_KV = 0.36
 RESERVE_PREFILL = 0.08
 RESERVE_EAGER_SCORES = 0.57

@@ -656,14 +656,14 @@ def _make_step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
 def generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan | None:
     """generate() as tensors for the allocator replay (generate_replay.py), or None where
     the replay does not hold the architecture's tensors (other decoders, eager attention,
-    LLM.int8, MoE, a sliding window shorter than the run, a quantized KV cache, a config
+    GPT-2 with quantized weights, MoE, a sliding window shorter than the run, a quantized KV cache, a config
     deeper than any published model)."""
     if (w.training or spec.model_type not in SUPPORTED_TYPES or spec.is_moe or w.attn != "sdpa"
-            or w.dtype not in ("fp32", "fp16", "bf16", "nf4", "fp4") or w.kv_dtype
+            or w.dtype not in ("fp32", "fp16", "bf16", "nf4", "fp4", "int8") or w.kv_dtype
             or (spec.sliding_window and w.prompt + w.new > spec.sliding_window) or w.gpus != 1
             or w.offload != "none" or spec.num_layers > MAX_REPLAY_LAYERS):
         return None
-    if spec.model_type == "gpt2" and (w.dtype in ("nf4", "fp4") or not _gelu_new(spec)
+    if spec.model_type == "gpt2" and (w.dtype in ("nf4", "fp4", "int8") or not _gelu_new(spec)
                                       or w.prompt + w.new > spec.max_position):
         return None
     return _cached(spec, ("gplan", w), lambda: _make_generate_plan(spec, w))
@@ -703,15 +703,25 @@ def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
             head_dim=spec.head_dim, heads=s.heads, inter=i, vocab=s.vocab, c=c, batch=w.batch,
             prompt=w.prompt, new=w.new, math_scores=_math_sdpa(spec, w, c), gpt2=True,
             tied_transient=tied, processors=_has_eos(spec))
-    quant = w.dtype in ("nf4", "fp4")
-    embed = _weight_store_bytes(s.vocab * s.h, False, w)
-    norm = _weight_store_bytes(s.h, False, w)
+    quant = w.dtype in ("nf4", "fp4", "int8")
+
+    def store(numel: int) -> int:  # a tensor bitsandbytes leaves alone: 16-bit
+        return numel * 2 if w.dtype == "int8" else _weight_store_bytes(numel, False, w)
+
+    embed = store(s.vocab * s.h)
+    norm = store(s.h)
     weights: list[int] = [] if quant else [embed]
     transients: list[int] = []
     for _ in range(s.layers):
         for sh in spec.layer_linears():
             numel = sh.in_features * sh.out_features
-            if quant:
+            if w.dtype == "int8":
+                # bitsandbytes Int8Params: the 16-bit weight goes to the GPU, its int8 copy
+                # and fp32 row scales (SCB) are made, the 16-bit one freed
+                # (trace-infer-llama-3.2-1b-int8-b8-p1024-n64).
+                transients += [0] * (len(weights) - len(transients)) + [0, numel * 2]
+                weights += [sh.out_features * 4, numel]
+            elif quant:
                 # bitsandbytes Params4bit: the 16-bit weight goes to the GPU, is packed
                 # two to a byte, then freed; the block-wise constants are small tensors.
                 transients += [0] * (len(weights) - len(transients)) + [numel * 2]
@@ -719,22 +729,22 @@ def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
             else:
                 weights.append(_weight_store_bytes(numel, True, w))
             if sh.bias:
-                weights.append(_weight_store_bytes(sh.out_features, False, w))
+                weights.append(store(sh.out_features))
         weights += [norm, norm]
         if spec.model_type in ("qwen3",):
-            weights += [_weight_store_bytes(spec.head_dim, False, w)] * 2
+            weights += [store(spec.head_dim)] * 2
     if quant:
         weights.append(embed)  # after the quantized layers (trace-infer-qwen2.5-1.5b-fp4-...)
     weights.append(norm)
     if not spec.tie_embeddings:
-        weights.append(_weight_store_bytes(s.vocab * s.h, False, w))  # lm_head stays 16-bit
+        weights.append(store(s.vocab * s.h))  # lm_head stays 16-bit
     elif quant:
         tied = 0  # the quantized load ties without building a head first
     transients += [0] * (len(weights) - len(transients))
     return GeneratePlan(
         weights=tuple(weights), transients=tuple(transients), layers=s.layers, hidden=s.h, q=s.q,
         kv=s.kv, head_dim=spec.head_dim, heads=s.heads, inter=s.inter, vocab=s.vocab, c=c, batch=w.batch, prompt=w.prompt, new=w.new,
-        qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"),
+        qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"), int8=w.dtype == "int8",
         math_scores=_math_sdpa(spec, w, c), tied_transient=tied, processors=_has_eos(spec))
 
 

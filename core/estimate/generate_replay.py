@@ -35,8 +35,9 @@ learned positions, gelu_new written out in eight ops (gpt2_layer); sdpa's math k
 Replaying the recorded histories themselves through the allocator model gives their
 real peak reserved to 4 MiB; this synthetic replay gives the traced runs' peak reserved to
 1 % (tests/test_estimate_generate_replay.py) and is checked against every measured run
-in tests/test_estimate_accuracy.py. Other architectures, eager attention and LLM.int8
-(whose outlier columns depend on the data) keep the estimator's fitted reserve.
+in tests/test_estimate_accuracy.py. LLM.int8 (int8_linear) is replayed with its outlier path at
+its largest, since how many columns take it depends on the data. Other architectures and
+eager attention keep the estimator's fitted reserve.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class GeneratePlan:
     qk_norm: bool = False
     dequant: bool = False  # 4-bit weights, dequantized per matmul
     math_scores: bool = False  # sdpa's math kernel: fp32 scores and their softmax
+    int8: bool = False  # LLM.int8 weights (bitsandbytes MatMul8bitLt per matmul)
     gpt2: bool = False  # GPT-2's block (LayerNorm, fused c_attn, gelu_new, learned positions)
     # A tied output layer is built (vocab x hidden) and then replaced by the embedding: its
     # block is freed but stays reserved (seen in every tied model's history).
@@ -131,10 +133,49 @@ class _Run:
         self.free(yb, y32, mean)
         return out
 
-    def linear(self, tokens: int, n_in: int, n_out: int) -> int:
+    def linear(self, tokens: int, n_in: int, n_out: int, outliers: bool = False) -> int:
+        if self.p.int8:
+            return self.int8_linear(tokens, n_in, n_out, outliers)
         deq = self.new(n_in * n_out * 2) if self.p.dequant and tokens > 1 else -1
         out = self.new(tokens * n_out * self.p.c)
         self.free(deq)
+        return out
+
+    def int8_linear(self, tokens: int, n_in: int, n_out: int, outliers: bool) -> int:
+        """bitsandbytes MatMul8bitLt as trace-infer-llama-3.2-1b-int8-b8-p1024-n64 shows it:
+        the input quantized to int8 (a 16-bit copy with the outlier columns zeroed, and its
+        int8 rows), the int32 product, its 16-bit dequantization.
+
+        Input columns above the outlier threshold (6.0) go through a 16-bit matmul of their
+        own: the columns of the input, the weight's int8 columns, two fp32 copies of them
+        scaled back, their 16-bit cast, and the product added to the output. How many there
+        are depends on the data; in the H200 histories only the MLP's down projection had
+        any (its input is the gated product), up to 70 % of its columns
+        (trace-infer-llama-3.1-8b-int8-b1-p512-n32). For ``outliers`` every column is
+        taken to be one: the most that path can hold, so the estimate errs high."""
+        c = self.p.c
+        a1 = self.new(tokens * n_in)
+        a2 = self.new(tokens * n_in * c)
+        a3 = self.new(tokens * n_in)
+        self.free(a2)
+        sub = w16 = -1
+        if outliers:
+            sub = self.new(tokens * n_in * c)
+            cols = self.new(n_in * n_out)
+            f1 = self.new(n_in * n_out * 4)
+            f2 = self.new(n_in * n_out * 4)
+            self.free(f1, cols)
+            w16 = self.new(n_in * n_out * c)
+            self.free(f2)
+        self.free(a3)
+        o32 = self.new(tokens * n_out * 4)
+        out = self.new(tokens * n_out * c)
+        self.free(o32)
+        if outliers:
+            summed = self.new(tokens * n_out * c)
+            self.free(out)
+            out = summed
+        self.free(w16, a1, sub)
         return out
 
     def rotary(self, tokens: int, width: int) -> int:
@@ -237,7 +278,8 @@ class _Run:
         up = self.linear(tokens, h, p.inter)
         prod = self.new(tokens * p.inter * c)
         self.free(act, up)
-        down = self.linear(tokens, p.inter, h)
+        # (the decode steps' histories hold no outlier blocks: prefill only)
+        down = self.linear(tokens, p.inter, h, outliers=tokens > p.batch)
         self.free(prod, n2)
         out = self.new(tokens * h * c)
         self.free(down, mid)

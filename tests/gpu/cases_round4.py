@@ -1,6 +1,6 @@
 """Round 4 of the GPU measurements (issue 6), on the H200: what the round-3 misses need.
 
-- ``trace-`` cases (tune split only) record the caching allocator's history: GPT-2's
+- ``trace-`` cases (tune split, or configurations no measured case has) record the caching allocator's history: GPT-2's
   generate() at fp16 and fp32 (GPT-2 is not in the generate replay yet), LLM.int8 on the
   8B model (the 1B one is traced already), and two whole training steps ("trace_steps": 2,
   warm-up and first measured step) of a Gemma 2 full fine-tune and of two QLoRA runs: the
@@ -30,6 +30,7 @@ TRACE = [
     ("qlora-mistral-7b-v0.3-r16-all-b4-s1024", 2),
     ("qlora-phi-3-mini-4k-instruct-r16-qv-b4-s2048", 2),
     ("lora-llama-3.1-8b-r16-qv-b4-s2048", 2),  # second call
+    ("infer-qwen2.5-7b-int8-b8-p1024-n64", 1),  # third call: LLM.int8's reserve
 ]
 
 # Traced only (a second call, after the GPT-2 replay matched its traces): configurations of
@@ -40,6 +41,9 @@ TRACE_ONLY = [
     infer(Q06, batch=16, prompt=2048, new=128),
     infer(L1, dtype="fp32", batch=2, prompt=2048, new=64),
     infer(Q3S, dtype="nf4", batch=8, prompt=1024, new=64),
+    # third call: LLM.int8 at batch 1, whose decode steps are single rows
+    infer(L1, dtype="int8", batch=1, prompt=1024, new=32),
+    infer(L8, dtype="int8", batch=1, prompt=512, new=32),
 ]
 
 CASES = [
