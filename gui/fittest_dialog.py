@@ -211,9 +211,14 @@ class FitTestDialog(QDialog):
 
     def _check_plan(self) -> None:
         try:
+            from cardfit.core.estimate.estimator import position_limit
+            from cardfit.core.errors import FitTestError
             from cardfit.core.fittest.launcher import check_workload
 
             check_workload(self.workload)
+            too_long = position_limit(self.spec, self.workload)
+            if too_long:
+                raise FitTestError(too_long)
         except CardfitError as exc:
             self._plan_problem = str(exc)
             self.problem.setText(f"This plan cannot be tested as it is: {exc}")

@@ -147,3 +147,18 @@ def test_gpt2_past_its_positions_is_a_warning_not_a_replay():
     assert generate_plan(spec, past) is None
     (warning,) = estimate(spec, past).warnings
     assert "1,152" in warning and "1,024 learned positions" in warning
+
+
+@pytest.mark.parametrize("case_id", [c for c in sorted(RECORDS) if c.startswith("full-")])
+def test_the_training_replay_matches_the_traced_full_fine_tunes(case_id):
+    # Gemma 2's histories (two steps each, one configuration trace-only): its fp32 norm
+    # outputs and the soft-capped logits' chain (head output, / cap, tanh, * cap, and three
+    # logits-sized grads back through them) are what the step replay makes.
+    from cardfit.core.estimate.estimator import step_plan
+    from cardfit.core.estimate.step_replay import replay as step_replay
+
+    spec, w = _spec_and_workload(case_id)
+    a = step_replay(step_plan(spec, w))
+    res = RECORDS[case_id]["result"]
+    assert abs(a.peak_allocated - res["peak_allocated"]) <= 0.005 * res["peak_allocated"], case_id
+    assert abs(a.peak_reserved - res["peak_reserved"]) <= 0.02 * res["peak_reserved"], case_id

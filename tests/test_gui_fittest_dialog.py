@@ -166,6 +166,19 @@ def test_plan_it_cannot_run_is_explained(qtbot, make_dialog):
     assert not d.start_button.isEnabled()
 
 
+def test_a_run_past_learned_positions_is_explained_before_start(qtbot):
+    from cardfit.core.specs.catalog import catalog_row
+    from cardfit.core.specs.hf_config import spec_from_config
+    from cardfit.gui.fittest_dialog import FitTestDialog
+
+    gpt2 = spec_from_config(catalog_row("openai-community/gpt2")["config"], source="t", id="gpt2")
+    d = FitTestDialog(None, "gpt2", gpt2, Workload(task="infer", dtype="fp16", prompt=1024, new=128), None, 0)
+    qtbot.addWidget(d)
+    d.show()
+    assert d.problem.isVisible() and "1,024 learned positions" in d.problem.text()
+    assert not d.start_button.isEnabled()
+
+
 def test_export_report_uses_the_report_dialog(qtbot, make_dialog, monkeypatch):
     from cardfit.core.hardware.cards import resolve_card
     import cardfit.gui.report_dialog as rd

@@ -48,9 +48,16 @@ RESERVE_KV = 0.36
 RESERVE_PREFILL = 0.08
 RESERVE_EAGER_SCORES = 0.57
 RESERVE_INT8_PER_WEIGHT = 10  # bytes per element of the largest int8 weight
-# LoRA / QLoRA (and, not measured, ZeRO / FSDP and offload): the fp32 logits and their
-# grads are the largest blocks, the activations the most numerous; foreach AdamW's step
-# temporaries are parameter-sized.
+# LoRA / QLoRA on one GPU: what the forward's fp32 temporaries leave behind, per layer a
+# hole about a hidden state's fp32 size (layers x tokens x hidden x 4 B), or under gradient
+# checkpointing the recomputed layer's MLP temporaries (tokens x MLP width x 4 B). Least
+# squares over the 20 tune-split adapter runs of rounds 1-4 (held out: median 1.5 %, worst
+# -2.9 %; tools/check_estimates.py --grep lora).
+RESERVE_ADAPTER_LAYER_HIDDEN = 1.18
+RESERVE_ADAPTER_RECOMPUTE = 3.75
+# ZeRO / FSDP and offload (not measured), the terms the round-1 adapter fit used: the fp32
+# logits and their grads are the largest blocks, the activations the most numerous;
+# foreach AdamW's step temporaries are parameter-sized.
 RESERVE_LOGITS = 0.16
 RESERVE_ACTIVATIONS = 0.015
 RESERVE_FOREACH = 0.04

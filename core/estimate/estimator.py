@@ -266,7 +266,11 @@ def _layer_saved(spec: ModelSpec, w: Workload, s: _Shapes, c: int) -> list[tuple
         # (c*h); under autocast also the fp32 output (weight * x) kept for its own grad.
         out.append((part, "norm fp32 input", 4 * s.h))
         if full:
-            out.append((part, "norm normalized", c * s.h))
+            # Gemma's RMSNorm multiplies in fp32 (modeling_gemma2.Gemma2RMSNorm:
+            # _norm(x.float()) * (1 + weight.float())), so the normalized value its weight's
+            # grad needs is kept in fp32 (trace-full-gemma-2-2b-bf16-adamw-b4-s1024: 1.8 GiB
+            # over 26 layers x 4 norms without this).
+            out.append((part, "norm normalized", (4 if spec.model_type in GEMMA_NORM else c) * s.h))
         if amp:
             out.append((part, "norm fp32 output", 4 * s.h))
 
@@ -356,6 +360,8 @@ def _layer_activation_bytes(spec: ModelSpec, w: Workload, s: _Shapes, c: int) ->
 
 # Model types with RMSNorm on queries and keys (q_norm / k_norm).
 QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2", "olmoe"}
+# Gemma's RMSNorm computes (1 + weight) * normed in fp32 (modeling_gemma*.py GemmaRMSNorm).
+GEMMA_NORM = {"gemma", "gemma2", "gemma3", "gemma3_text"}
 # Projections one fused HF module computes (LoRA wraps the fused module).
 FUSED = {"phi3": {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}}
 
@@ -796,10 +802,24 @@ def _reserve(spec: ModelSpec, comps: list[Component], w: Workload) -> Component:
         gap = fragmentation(step_plan(spec, w))
         formula = "the training step replayed through the caching allocator's rules (step_replay.py)"
         source = "c10/cuda/CUDACachingAllocator.cpp, replayed"
+    elif w.task in ("lora", "qlora") and w.gpus == 1 and w.offload == "none":
+        # Adapters: their states are too small to fragment anything. The allocator
+        # histories (trace-qlora-mistral-7b-v0.3-r16-all-b4-s1024, 2 steps) show the reserve
+        # building up layer by layer in the forward: the norms' and PEFT's fp32 temporaries
+        # of each layer leave holes of a hidden state's fp32 size that the next layer's
+        # tensors do not fit; under checkpointing the recomputed layer's MLP temporaries
+        # instead. Not replayed yet (the step replay makes no forward temporaries): fitted.
+        s = _Shapes.of(spec)
+        tokens = w.batch * w.seq
+        if w.grad_ckpt:
+            gap = K.RESERVE_ADAPTER_RECOMPUTE * tokens * s.inter * 4
+            formula = f"{K.RESERVE_ADAPTER_RECOMPUTE:g} x {tokens} tokens x MLP width {s.inter} x 4 B (recompute)"
+        else:
+            gap = K.RESERVE_ADAPTER_LAYER_HIDDEN * s.layers * tokens * s.h * 4
+            formula = (f"{K.RESERVE_ADAPTER_LAYER_HIDDEN:g} x {s.layers} layers x {tokens} tokens x "
+                       f"hidden {s.h} x 4 B (a fp32 hole per layer)")
     else:
-        # Adapters (their states are too small to fragment anything: what remains is the
-        # order in which backward reuses the forward's blocks, which the replay does not
-        # reproduce), several GPUs and offload: a fit over the one-GPU runs of round 1.
+        # Several GPUs and offload: a fit over the one-GPU runs of round 1.
         adam = b.get("weights", 0) if (w.optim == "adamw" and w.task != "galore") else 0
         if w.task in ("lora", "qlora"):
             adam = 0

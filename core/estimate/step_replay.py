@@ -9,8 +9,8 @@ the order PyTorch makes and frees them:
 - build: the weights, in ``model.parameters()`` order;
 - forward: per layer the tensors autograd saves (estimator._layer_saved), the residual
   stream; under gradient checkpointing only each layer's input; under autocast the
-  16-bit copy of each weight; then the logits, their fp32 upcast and log_softmax's output
-  (transformers loss_utils.ForCausalLMLoss);
+  16-bit copy of each weight; then the logits (Gemma 2: / cap, tanh, * cap, the tanh kept),
+  their fp32 upcast and log_softmax's output (transformers loss_utils.ForCausalLMLoss);
 - backward: the logits' gradients, then per layer, MLP half first, the gradients of its
   activations (freed within the layer), the parameters' gradients (kept until
   ``zero_grad``), the saved tensors freed; under checkpointing the layer recomputed first;
@@ -158,11 +158,19 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
         hidden = nxt
     final = [a.malloc(b) for b in plan.final_norm]
     head_copies = [a.malloc(p.autocast_copy) for _, p in head if p.autocast_copy]
+    cap = -1
+    if plan.softcap:
+        # Gemma 2's final_logit_softcapping: the head's output, / cap, tanh (kept for
+        # backward), * cap (trace-full-gemma-2-2b-bf16-adamw-b4-s1024)
+        raw = a.malloc(plan.softcap)
+        div = a.malloc(plan.softcap)
+        a.free(raw)
+        cap = a.malloc(plan.softcap)
+        a.free(div)
     logits = a.malloc(plan.logits)
     up = a.malloc(plan.logits_fp32) if plan.logits_fp32 else -1
     lsm = a.malloc(plan.log_softmax)
     a.free(up)
-    cap = a.malloc(plan.softcap) if plan.softcap else -1
     # backward: nll -> log_softmax -> the upcast -> lm_head
     g1 = a.malloc(plan.log_softmax)
     g2 = a.malloc(plan.log_softmax)
@@ -173,7 +181,14 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
         a.free(g2)
     else:
         g3 = g2
-    a.free(cap)
+    if plan.softcap:
+        # back through * cap, tanh and / cap: one logits-sized gradient each
+        for i in range(3):
+            nxt = a.malloc(plan.softcap)
+            a.free(g3)
+            if i == 1:
+                a.free(cap)
+            g3 = nxt
     grad_hidden = a.malloc(plan.hidden)
     for i, p in head:
         _grad(a, p, i, grads, accumulate)

@@ -31,6 +31,7 @@ TRACE = [
     ("qlora-phi-3-mini-4k-instruct-r16-qv-b4-s2048", 2),
     ("lora-llama-3.1-8b-r16-qv-b4-s2048", 2),  # second call
     ("infer-qwen2.5-7b-int8-b8-p1024-n64", 1),  # third call: LLM.int8's reserve
+    ("full-gemma-2-2b-bf16-adamw8bit-b4-s1024-ckpt", 2),  # fourth call: Gemma 2 with checkpointing
 ]
 
 # Traced only (a second call, after the GPT-2 replay matched its traces): configurations of
@@ -44,6 +45,8 @@ TRACE_ONLY = [
     # third call: LLM.int8 at batch 1, whose decode steps are single rows
     infer(L1, dtype="int8", batch=1, prompt=1024, new=32),
     infer(L8, dtype="int8", batch=1, prompt=512, new=32),
+    # fourth call: a Gemma 2 full fine-tune with checkpointing, traced over two steps
+    full(G2, batch=1, seq=2048, ckpt=True),
 ]
 
 CASES = [
@@ -80,7 +83,8 @@ def build() -> list[dict]:
         cid = case_id(model, w)
         assert cid not in old, cid
         out.append({"id": "trace-" + cid, "model": model, "config": MODELS.get(model) or CATALOG[model],
-                    "workload": w, "split": "trace", "trace": True, "record": False, "steps": 1, "warmup": 1})
+                    "workload": w, "split": "trace", "trace": True, "record": False, "warmup": 1,
+                    **({"steps": 1} if w["task"] == "infer" else {"steps": 2, "trace_steps": 2})})
     for model, w in CASES:
         cid = case_id(model, w)
         assert cid not in old, cid
