@@ -1,0 +1,59 @@
+"""Round 5 of the GPU measurements (issue 6), on the H200: configurations measured after
+every formula of round 4 was set (the GPT-2, LLM.int8 and Gemma 2 replays, the adapters'
+reserve), to check them on runs nobody had looked at. The same hash splits them; none was
+used to tune anything.
+
+`python tests/gpu/cases_round5.py` writes tests/gpu/cases_h200_r5.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import L8, MI, G2, PHI, Q3, case_id, infer, lora, full, split_of  # noqa: E402
+from cases_round2 import CATALOG, L3, Q3B  # noqa: E402
+
+CASES = [
+    infer(MI, dtype="int8", batch=4, prompt=1024, new=64),
+    infer("openai-community/gpt2-medium", batch=16, prompt=512, new=256),
+    lora(Q3, r=32, targets="qv", batch=2, seq=1024, task="qlora"),
+    lora(MI, r=16, targets="all", batch=2, seq=1024),
+    full(G2, optim="adamw8bit", batch=2, seq=2048),
+    infer(Q3B, dtype="int8", batch=8, prompt=1024, new=64),
+    lora(PHI, r=8, targets="qv", batch=2, seq=1024, ckpt=True),
+    infer(L3, dtype="nf4", batch=32, prompt=512, new=128),
+    infer(L8, dtype="int8", batch=16, prompt=512, new=64),
+]
+
+
+def build() -> list[dict]:
+    from calib_models import MODELS
+
+    old = {c["id"] for f in ("cases.json", "cases_h200.json", "cases_h200_r3.json", "cases_h200_r4.json")
+           for c in json.loads((Path(__file__).parent / f).read_text())}
+    out = []
+    for model, w in CASES:
+        cid = case_id(model, w)
+        assert cid not in old, cid
+        out.append({"id": cid, "model": model, "config": MODELS.get(model) or CATALOG[model], "workload": w,
+                    "split": split_of(cid), "record": False,
+                    "steps": 1 if w["task"] == "infer" else 2, "warmup": 1,
+                    "predicted_before": _predict(model, MODELS.get(model) or CATALOG[model], w)})
+    return out
+
+
+def _predict(model: str, config: dict, w: dict) -> int:
+    """The estimate written into the case file before the run (committed first)."""
+    from cardfit.core.estimate.estimator import estimate
+    from cardfit.core.estimate.workload import Workload
+    from cardfit.core.specs.hf_config import spec_from_config
+
+    return estimate(spec_from_config(config, source=model, id=model), Workload(**w)).total_bytes
+
+
+if __name__ == "__main__":
+    cases = build()
+    Path(__file__).with_name("cases_h200_r5.json").write_text(json.dumps(cases, indent=1) + "\n")
+    print(f"{len(cases)} new, {sum(c['split'] == 'holdout' for c in cases)} held out")
