@@ -1,5 +1,5 @@
 """The estimator against real GPU measurements (issue 6): every measured configuration in
-tests/data/gpu_measure_h*_part*.jsonl (round 1 on an H100, rounds 2 to 4 on an H200,
+tests/data/gpu_measure_h*_part*.jsonl (round 1 on an H100, rounds 2 to 5 on an H200,
 each measured after the formulas of its time were set), each one a fresh process with the real
 transformers + PEFT + bitsandbytes stack. Targets, against the NVML device-used peak:
 median |error| <= 3 %, 90th percentile <= 8 %, no under-estimate worse than -5 %, on the

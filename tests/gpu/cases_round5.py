@@ -24,7 +24,7 @@ CASES = [
     infer(Q3B, dtype="int8", batch=8, prompt=1024, new=64),
     lora(PHI, r=8, targets="qv", batch=2, seq=1024, ckpt=True),
     infer(L3, dtype="nf4", batch=32, prompt=512, new=128),
-    infer(L8, dtype="int8", batch=16, prompt=512, new=64),
+    infer(L8, dtype="int8", batch=16, prompt=512, new=64),  # not run: the device time ran out
 ]
 
 
