@@ -749,7 +749,8 @@ def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
     transients += [0] * (len(weights) - len(transients))
     return GeneratePlan(
         weights=tuple(weights), transients=tuple(transients), layers=s.layers, hidden=s.h, q=s.q,
-        kv=s.kv, head_dim=spec.head_dim, heads=s.heads, inter=s.inter, vocab=s.vocab, c=c, batch=w.batch, prompt=w.prompt, new=w.new,
+        kv=s.kv, head_dim=spec.head_dim, heads=s.heads, inter=s.inter, vocab=s.vocab, c=c,
+        batch=w.batch, prompt=w.prompt, new=w.new,
         qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"), int8=w.dtype == "int8",
         math_scores=_math_sdpa(spec, w, c), tied_transient=tied, processors=_has_eos(spec))
 

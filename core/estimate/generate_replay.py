@@ -87,7 +87,7 @@ class GeneratePlan:
     tied_transient: int = 0
     processors: bool = False  # generate() masks the end-of-sequence token (min_new_tokens)
     # Per weight, a block made just before it and freed just after (the 16-bit weight a
-    # 4-bit one is packed from); empty: none.
+    # 4-bit or int8 one is made from); empty: none.
     transients: tuple[int, ...] = ()
 
 
@@ -308,12 +308,7 @@ class _Run:
             grown = self.cache_new(cache[i], p.batch * total * p.kv * c)
             self.free(cache[i])
             cache[i] = grown
-        scores = ()
-        if p.math_scores:
-            s = p.batch * p.heads * (tokens // p.batch) * total * 4
-            scores = (self.new(s), self.new(s))
-        a = self.new(tokens * h * c)
-        self.free(*scores)
+        a = self.new(tokens * h * c)  # sdpa's output (GPT-2 has no grouped-query heads)
         proj = self.linear(tokens, h, h)
         self.free(a, qkv)
         r1 = self.new(tokens * h * c)
@@ -373,8 +368,9 @@ class _Run:
         """The last position's logits (logits_to_keep=1), then generation/utils.py's
         greedy loop: their fp32 copy (``.to(copy=True, dtype=float32)``, made even from
         fp32), then, where the config has an end-of-sequence token, two logits processors
-        (the fit test's min_new_tokens) that each clone and mask the scores; argmax. The copy and the processed scores are loop variables:
-        each lives until the next step makes its own."""
+        (the fit test's min_new_tokens) that each clone and mask the scores; argmax. The
+        copy and the processed scores are loop variables: each lives until the next step
+        makes its own."""
         p = self.p
         logits = self.new(p.batch * p.vocab * p.c)
         self.free(normed)
@@ -403,10 +399,10 @@ class _Recorder(_Run):
     that the replay runs for every step: (0, slot, bytes) makes a block, (1, slot, 0) frees
     one, (2, layer, i) grows cache i (k, v) of a layer by torch.cat, (3, layer, i) frees
     the cache block it replaces and (4, key, slot) makes a block a loop variable of
-    generate(), freeing the previous step's. Small-pool blocks never touch the large pool's holes, so
-    they are left out. Only the cache's size is taken to change from step to step (the
-    math kernel's per-step scores, batch x heads x context x 4 B, are counted at one token
-    of context: the prefill's, over the whole prompt, are what sets that case's peak)."""
+    generate(), freeing the previous step's. Small-pool blocks never touch the large pool's
+    holes, so they are left out. Only the cache's size is taken to change from step to step
+    (the math kernel's per-step blocks are counted at one token of context: the prefill's,
+    over the whole prompt, are what sets that case's peak)."""
 
     def __init__(self, plan: GeneratePlan) -> None:
         self.p = plan
