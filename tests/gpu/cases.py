@@ -146,6 +146,18 @@ def split_of(cid: str) -> str:
     return "holdout" if hashlib.sha256(cid.encode()).digest()[0] % 4 == 0 else "tune"
 
 
+def new_case(model: str, w: dict, config: dict) -> dict:
+    """A case of a later round: measured once, split by the hash of its id."""
+    cid = case_id(model, w)
+    return {"id": cid, "model": model, "config": config, "workload": w, "split": split_of(cid),
+            "record": False, "steps": 1 if w["task"] == "infer" else 2, "warmup": 1}
+
+
+def earlier_cases(*names: str) -> dict[str, dict]:
+    """The cases of earlier rounds' files (tests/gpu/NAME), by id."""
+    return {c["id"]: c for f in names for c in json.loads((Path(__file__).parent / f).read_text())}
+
+
 def build() -> list[dict]:
     out = []
     for group, items in (("", CASES), ("oom-", OOM_CASES)):

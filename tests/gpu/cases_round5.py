@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L8, MI, G2, PHI, Q3, case_id, infer, lora, full, split_of  # noqa: E402
+from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_case  # noqa: E402
 from cases_round2 import CATALOG, L3, Q3B  # noqa: E402
 
 CASES = [
@@ -31,16 +31,12 @@ CASES = [
 def build() -> list[dict]:
     from calib_models import MODELS
 
-    old = {c["id"] for f in ("cases.json", "cases_h200.json", "cases_h200_r3.json", "cases_h200_r4.json")
-           for c in json.loads((Path(__file__).parent / f).read_text())}
+    old = earlier_cases("cases.json", "cases_h200.json", "cases_h200_r3.json", "cases_h200_r4.json")
     out = []
     for model, w in CASES:
-        cid = case_id(model, w)
-        assert cid not in old, cid
-        out.append({"id": cid, "model": model, "config": MODELS.get(model) or CATALOG[model], "workload": w,
-                    "split": split_of(cid), "record": False,
-                    "steps": 1 if w["task"] == "infer" else 2, "warmup": 1,
-                    "predicted_before": _predict(model, MODELS.get(model) or CATALOG[model], w)})
+        config = MODELS.get(model) or CATALOG[model]
+        out.append({**new_case(model, w, config), "predicted_before": _predict(model, config, w)})
+        assert out[-1]["id"] not in old, out[-1]["id"]
     return out
 
 
