@@ -153,6 +153,21 @@ def new_case(model: str, w: dict, config: dict) -> dict:
             "record": False, "steps": 1 if w["task"] == "infer" else 2, "warmup": 1}
 
 
+def new_cases(items, config_of, old: dict) -> list[dict]:
+    """``new_case`` for each (model, workload), none of them an earlier round's."""
+    out = [new_case(model, w, config_of(model)) for model, w in items]
+    again = [c["id"] for c in out if c["id"] in old]
+    assert not again, again
+    return out
+
+
+def traced(case: dict, **extra) -> dict:
+    """A tune-split case of an earlier round run again with the allocator's history recorded
+    (child.py's spec key "trace"); held-out cases are never traced."""
+    assert case["split"] == "tune", case["id"]
+    return {**case, "id": "trace-" + case["id"], "split": "trace", "trace": True, **extra, "snapshot": False}
+
+
 def earlier_cases(*names: str) -> dict[str, dict]:
     """The cases of earlier rounds' files (tests/gpu/NAME), by id."""
     return {c["id"]: c for f in names for c in json.loads((Path(__file__).parent / f).read_text())}

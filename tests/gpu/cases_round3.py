@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L1, L8, Q05, Q15, Q3S, Q7, MI, G2, PHI, GPT2, earlier_cases, infer, lora, full, new_case  # noqa: E402
+from cases import L1, L8, Q05, Q15, Q3S, Q7, MI, G2, PHI, GPT2, earlier_cases, infer, lora, full, new_cases, traced  # noqa: E402
 from cases_round2 import CATALOG, L3, Q06, SMOL360, TINY  # noqa: E402
 
 TRACE = [
@@ -59,14 +59,8 @@ def build() -> list[dict]:
     from calib_models import MODELS
 
     old = earlier_cases("cases.json", "cases_h200.json")
-    out = []
-    for cid in TRACE:
-        c = dict(old[cid])
-        assert c["split"] == "tune", cid
-        out.append({**c, "id": "trace-" + cid, "split": "trace", "trace": True, "snapshot": False})
-    for model, w in CASES:
-        out.append(new_case(model, w, MODELS.get(model) or CATALOG[model]))
-        assert out[-1]["id"] not in old, out[-1]["id"]
+    out = [traced(old[cid]) for cid in TRACE]
+    out += new_cases(CASES, lambda m: MODELS.get(m) or CATALOG[m], old)
     assert len({c["id"] for c in out}) == len(out)
     return out
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_case  # noqa: E402
+from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_cases  # noqa: E402
 from cases_round2 import CATALOG, L3, Q3B  # noqa: E402
 
 CASES = [
@@ -32,12 +32,8 @@ def build() -> list[dict]:
     from calib_models import MODELS
 
     old = earlier_cases("cases.json", "cases_h200.json", "cases_h200_r3.json", "cases_h200_r4.json")
-    out = []
-    for model, w in CASES:
-        config = MODELS.get(model) or CATALOG[model]
-        out.append({**new_case(model, w, config), "predicted_before": _predict(model, config, w)})
-        assert out[-1]["id"] not in old, out[-1]["id"]
-    return out
+    out = new_cases(CASES, lambda m: MODELS.get(m) or CATALOG[m], old)
+    return [{**c, "predicted_before": _predict(c["model"], c["config"], c["workload"])} for c in out]
 
 
 def _predict(model: str, config: dict, w: dict) -> int:
