@@ -72,14 +72,14 @@ def test_the_generate_replay_matches_the_measured_peaks(case_id):
     g = generate_reserve(plan)
     res = RECORDS[case_id]["result"]
     if w.dtype == "int8":
-        # LLM.int8's outlier columns depend on the data: the replay takes every column of
-        # the down projection as one (the most that path holds), so the working set errs
-        # high, by up to 8 %. At batch 1 the real counts grow from layer to layer and each
-        # larger pair of fp32 blocks takes new segments, which no bound on one layer holds
-        # (trace-infer-llama-3.1-8b-int8-b1-p512-n32: 15 % short).
-        assert 0.995 * res["peak_allocated"] <= g.peak_allocated <= 1.08 * res["peak_allocated"], case_id
-        low = 0.99 if w.batch > 1 else 0.84
-        assert low * res["peak_reserved"] <= g.peak_reserved <= 1.08 * res["peak_reserved"], case_id
+        # LLM.int8's outlier columns are those the random weights' statistics give
+        # (int8_outliers.py): the working set to 2 %. At batch 1 the counts' running maximum
+        # sets how many new segments the fp32 pairs take; the model's expected maximum
+        # misses two of trace-infer-llama-3.1-8b-int8-b1-p512-n32's six (3.4 % short;
+        # every layer at all columns was 16 % short).
+        assert 0.995 * res["peak_allocated"] <= g.peak_allocated <= 1.02 * res["peak_allocated"], case_id
+        low = 0.99 if w.batch > 1 else 0.96
+        assert low * res["peak_reserved"] <= g.peak_reserved <= 1.03 * res["peak_reserved"], case_id
         return
     # The working set to 0.5 %, the reserve to 1 %: one generate() is replayed, and the
     # measured second one can reserve up to 3.4 % more with 4-bit weights

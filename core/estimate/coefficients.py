@@ -48,6 +48,16 @@ RESERVE_KV = 0.36
 RESERVE_PREFILL = 0.08
 RESERVE_EAGER_SCORES = 0.57
 RESERVE_INT8_PER_WEIGHT = 10  # bytes per element of the largest int8 weight
+# LLM.int8 in the fit test (int8_outliers.py): the fraction of a prefill's tokens that
+# count as independent when bitsandbytes looks for outlier columns, rho(layer) =
+# RHO_DEEP - (RHO_DEEP - RHO_FIRST) x exp(-layer / RHO_LAYERS). Least squares (in binomial
+# standard deviations) over the 64 per-layer counts of the down projection's outlier
+# columns in three trace-only and tune histories: trace-infer-llama-3.1-8b-int8-b1-p512-n32,
+# trace-infer-llama-3.2-1b-int8-b1-p1024-n32, trace-infer-llama-3.2-1b-int8-b8-p1024-n64
+# (4 % to 80 % of the columns; tests/test_estimate_int8_outliers.py re-reads them).
+RHO_FIRST = 0.67
+RHO_DEEP = 0.918
+RHO_LAYERS = 0.9
 # LoRA / QLoRA on one GPU: what the forward's fp32 temporaries leave behind, per layer a
 # hole about a hidden state's fp32 size (layers x tokens x hidden x 4 B), or under gradient
 # checkpointing the recomputed layer's MLP temporaries (tokens x MLP width x 4 B). Least

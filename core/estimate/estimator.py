@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cardfit.core.estimate import coefficients as K
 from cardfit.core.estimate.generate_replay import SUPPORTED_TYPES, GeneratePlan, generate_reserve
+from cardfit.core.estimate.int8_outliers import outlier_columns
 from cardfit.core.estimate.result import Component, Estimate
 from cardfit.core.estimate.step_replay import MAX_REPLAY_LAYERS, Param, StepPlan, fragmentation
 from cardfit.core.estimate.workload import Workload
@@ -752,7 +753,8 @@ def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
         kv=s.kv, head_dim=spec.head_dim, heads=s.heads, inter=s.inter, vocab=s.vocab, c=c,
         batch=w.batch, prompt=w.prompt, new=w.new,
         qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"), int8=w.dtype == "int8",
-        math_scores=_math_sdpa(spec, w, c), tied_transient=tied, processors=_has_eos(spec))
+        math_scores=_math_sdpa(spec, w, c), tied_transient=tied, processors=_has_eos(spec),
+        outliers=outlier_columns(s.layers, w.batch * w.prompt, s.h, s.inter) if w.dtype == "int8" else ())
 
 
 def _replace(comps: list[Component], key: str, value: int, why: str) -> None:

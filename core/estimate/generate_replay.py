@@ -35,9 +35,9 @@ learned positions, gelu_new written out in eight ops (gpt2_layer); sdpa's math k
 Replaying the recorded histories themselves through the allocator model gives their
 real peak reserved to 4 MiB; this synthetic replay gives the traced runs' peak reserved to
 1 % (tests/test_estimate_generate_replay.py) and is checked against every measured run
-in tests/test_estimate_accuracy.py. LLM.int8 (int8_linear) is replayed with its outlier path at
-its largest, since how many columns take it depends on the data. Other architectures and
-eager attention keep the estimator's fitted reserve.
+in tests/test_estimate_accuracy.py. LLM.int8 (int8_linear) is replayed with as many outlier
+columns per layer as the fit test's random weights send that way (int8_outliers.py). Other
+architectures and eager attention keep the estimator's fitted reserve.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ class GeneratePlan:
     # Per weight, a block made just before it and freed just after (the 16-bit weight a
     # 4-bit or int8 one is made from); empty: none.
     transients: tuple[int, ...] = ()
+    # LLM.int8: per layer, the down projection's input columns that take the outlier path
+    # in the prefill (int8_outliers.outlier_columns); empty: every column.
+    outliers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class _Run:
         self.p = plan
         self.min_size = 0  # blocks up to this size are left out (the decode recorder's SMALL)
         self.kept: dict[int, int] = {}  # generate()'s loop variables (pick)
+        self.index = 0  # the layer being replayed
 
     def new(self, n: int) -> int:
         return self.a.malloc(n) if n > self.min_size else -1
@@ -148,30 +152,31 @@ class _Run:
 
         Input columns above the outlier threshold (6.0) go through a 16-bit matmul of their
         own: the columns of the input, the weight's int8 columns, two fp32 copies of them
-        scaled back, their 16-bit cast, and the product added to the output. How many there
-        are depends on the data; in the H200 histories only the MLP's down projection had
-        any (its input is the gated product), up to 70 % of its columns
-        (trace-infer-llama-3.1-8b-int8-b1-p512-n32). For ``outliers`` every column is
-        taken to be one: the most that path can hold, so the estimate errs high."""
+        scaled back, their 16-bit cast, and the product added to the output. In the H200
+        histories only the MLP's down projection had any (its input is the gated product);
+        how many is the plan's ``outliers`` for the layer (int8_outliers.py), every column
+        where the plan has none. A layer needing more than any before it gets new
+        segments for its fp32 pair: the reserve grows with the count's running maximum."""
         c = self.p.c
         a1 = self.new(tokens * n_in)
         a2 = self.new(tokens * n_in * c)
         a3 = self.new(tokens * n_in)
         self.free(a2)
         sub = w16 = -1
-        if outliers:
-            sub = self.new(tokens * n_in * c)
-            cols = self.new(n_in * n_out)
-            f1 = self.new(n_in * n_out * 4)
-            f2 = self.new(n_in * n_out * 4)
-            self.free(f1, cols)
-            w16 = self.new(n_in * n_out * c)
+        cols = self.p.outliers[self.index] if outliers and self.p.outliers else n_in
+        if outliers and cols:
+            sub = self.new(tokens * cols * c)
+            icols = self.new(cols * n_out)
+            f1 = self.new(cols * n_out * 4)
+            f2 = self.new(cols * n_out * 4)
+            self.free(f1, icols)
+            w16 = self.new(cols * n_out * c)
             self.free(f2)
         self.free(a3)
         o32 = self.new(tokens * n_out * 4)
         out = self.new(tokens * n_out * c)
         self.free(o32)
-        if outliers:
+        if outliers and cols:
             summed = self.new(tokens * n_out * c)
             self.free(out)
             out = summed
@@ -340,6 +345,7 @@ class _Run:
         cos, sin = self.rope_tables(tokens, first)
         x = emb
         for l in range(p.layers):
+            self.index = l
             y = self.layer(tokens, x, caches[l], past)
             if x != emb:
                 self.free(x)
@@ -407,6 +413,7 @@ class _Recorder(_Run):
     def __init__(self, plan: GeneratePlan) -> None:
         self.p = plan
         self.min_size = SMALL
+        self.index = 0
         self.ops: list[tuple[int, int, int]] = []
         self.slots = 0
         self.kept = {}

@@ -9,6 +9,10 @@ for quantized weights. Never loads remote code (no ``trust_remote_code``)."""
 from __future__ import annotations
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# The random weights: HF's _init_weights default (normal, std initializer_range = 0.02).
+INIT_STD = 0.02
+# LLM.int8's outlier threshold: BitsAndBytesConfig(llm_int8_threshold=6.0), its default.
+INT8_THRESHOLD = 6.0
 
 
 def torch_dtype(torch, name: str):
@@ -98,16 +102,16 @@ def _quantized_linear(torch, bnb, lin, wdtype: str, rest, device: str):
     out_f, in_f = lin.out_features, lin.in_features
     if wdtype == "int8":
         new = bnb.nn.Linear8bitLt(in_f, out_f, bias=has_bias, has_fp16_weights=False,
-                                  threshold=6.0, device="meta")
+                                  threshold=INT8_THRESHOLD, device="meta")
         # Int8Params quantizes when moved from the CPU to the GPU.
-        w = torch.empty(out_f, in_f, dtype=rest, device=device).normal_(0, 0.02).cpu()
+        w = torch.empty(out_f, in_f, dtype=rest, device=device).normal_(0, INIT_STD).cpu()
         new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False).to(device)
     else:
         # QLoRA's recipe: NF4 (or FP4) with double quantization, uint8 storage.
         new = bnb.nn.Linear4bit(in_f, out_f, bias=has_bias, compute_dtype=rest,
                                 compress_statistics=True, quant_type=wdtype,
                                 quant_storage=torch.uint8, device="meta")
-        w = torch.empty(out_f, in_f, dtype=rest, device=device).normal_(0, 0.02)
+        w = torch.empty(out_f, in_f, dtype=rest, device=device).normal_(0, INIT_STD)
         p = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=True,
                               quant_type=wdtype, quant_storage=torch.uint8)
         new.weight = p.to(device)
@@ -135,7 +139,7 @@ def materialize(torch, model, device: str) -> None:
                 if t.dim() == 1:
                     t.fill_(1.0 if name == "weight" else 0.0)
                 else:
-                    t.normal_(0, 0.02)
+                    t.normal_(0, INIT_STD)
             else:
                 t.zero_()
             new = torch.nn.Parameter(t, requires_grad=p.requires_grad and t.is_floating_point())
