@@ -168,6 +168,28 @@ def traced(case: dict, **extra) -> dict:
     return {**case, "id": "trace-" + case["id"], "split": "trace", "trace": True, **extra, "snapshot": False}
 
 
+def trace_only(model: str, w: dict, config: dict, old: dict) -> dict:
+    """A configuration no measured case has, run once with the allocator's history recorded
+    (two steps of a training run: warm-up and the first measured one); it never enters
+    the accuracy set."""
+    cid = case_id(model, w)
+    assert cid not in old, cid
+    return {"id": "trace-" + cid, "model": model, "config": config, "workload": w, "split": "trace",
+            "trace": True, "record": False, "warmup": 1,
+            **({"steps": 1} if w["task"] == "infer" else {"steps": 2, "trace_steps": 2})}
+
+
+def with_predictions(cases: list[dict]) -> list[dict]:
+    """Each case with the estimate written into the case file before the run (committed
+    first, then measured): ``predicted_before``, bytes."""
+    from cardfit.core.estimate.estimator import estimate
+    from cardfit.core.estimate.workload import Workload
+    from cardfit.core.specs.hf_config import spec_from_config
+
+    return [{**c, "predicted_before": estimate(spec_from_config(c["config"], source=c["model"], id=c["model"]),
+                                                Workload(**c["workload"])).total_bytes} for c in cases]
+
+
 def earlier_cases(*names: str) -> dict[str, dict]:
     """The cases of earlier rounds' files (tests/gpu/NAME), by id."""
     return {c["id"]: c for f in names for c in json.loads((Path(__file__).parent / f).read_text())}

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L1, L8, Q15, Q3S, MI, G2, PHI, GPT2, GPT2L, case_id, earlier_cases, infer, lora, full, new_cases, traced  # noqa: E402
+from cases import L1, L8, Q15, Q3S, MI, G2, PHI, GPT2, GPT2L, earlier_cases, infer, lora, full, new_cases, trace_only, traced  # noqa: E402
 from cases_round2 import CATALOG, Q06  # noqa: E402
 
 GPT2M, GPT2XL = "openai-community/gpt2-medium", "openai-community/gpt2-xl"
@@ -73,12 +73,7 @@ def build() -> list[dict]:
 
     old = earlier_cases("cases.json", "cases_h200.json", "cases_h200_r3.json")
     out = [traced(old[cid], trace_steps=steps) for cid, steps in TRACE]
-    for model, w in TRACE_ONLY:
-        cid = case_id(model, w)
-        assert cid not in old, cid
-        out.append({"id": "trace-" + cid, "model": model, "config": MODELS.get(model) or CATALOG[model],
-                    "workload": w, "split": "trace", "trace": True, "record": False, "warmup": 1,
-                    **({"steps": 1} if w["task"] == "infer" else {"steps": 2, "trace_steps": 2})})
+    out += [trace_only(model, w, MODELS.get(model) or CATALOG[model], old) for model, w in TRACE_ONLY]
     out += new_cases(CASES, lambda m: MODELS.get(m) or CATALOG[m], old)
     assert len({c["id"] for c in out}) == len(out)
     return out

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_cases  # noqa: E402
+from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_cases, with_predictions  # noqa: E402
 from cases_round2 import CATALOG, L3, Q3B  # noqa: E402
 
 CASES = [
@@ -33,16 +33,7 @@ def build() -> list[dict]:
 
     old = earlier_cases("cases.json", "cases_h200.json", "cases_h200_r3.json", "cases_h200_r4.json")
     out = new_cases(CASES, lambda m: MODELS.get(m) or CATALOG[m], old)
-    return [{**c, "predicted_before": _predict(c["model"], c["config"], c["workload"])} for c in out]
-
-
-def _predict(model: str, config: dict, w: dict) -> int:
-    """The estimate written into the case file before the run (committed first)."""
-    from cardfit.core.estimate.estimator import estimate
-    from cardfit.core.estimate.workload import Workload
-    from cardfit.core.specs.hf_config import spec_from_config
-
-    return estimate(spec_from_config(config, source=model, id=model), Workload(**w)).total_bytes
+    return with_predictions(out)
 
 
 if __name__ == "__main__":
