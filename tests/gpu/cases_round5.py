@@ -33,7 +33,7 @@ def build() -> list[dict]:
 
     old = earlier_cases("cases.json", "cases_h200.json", "cases_h200_r3.json", "cases_h200_r4.json")
     out = new_cases(CASES, lambda m: MODELS.get(m) or CATALOG[m], old)
-    return with_predictions(out)
+    return with_predictions(out, "cases_h200_r5.json")
 
 
 if __name__ == "__main__":
