@@ -49,15 +49,17 @@ RESERVE_PREFILL = 0.08
 RESERVE_EAGER_SCORES = 0.57
 RESERVE_INT8_PER_WEIGHT = 10  # bytes per element of the largest int8 weight
 # LLM.int8 in the fit test (int8_outliers.py): the fraction of a prefill's tokens that
-# count as independent when bitsandbytes looks for outlier columns, rho(layer) =
-# RHO_DEEP - (RHO_DEEP - RHO_FIRST) x exp(-layer / RHO_LAYERS). Least squares (in binomial
-# standard deviations) over the 64 per-layer counts of the down projection's outlier
-# columns in three trace-only and tune histories: trace-infer-llama-3.1-8b-int8-b1-p512-n32,
-# trace-infer-llama-3.2-1b-int8-b1-p1024-n32, trace-infer-llama-3.2-1b-int8-b8-p1024-n64
-# (4 % to 80 % of the columns; tests/test_estimate_int8_outliers.py re-reads them).
-RHO_FIRST = 0.67
-RHO_DEEP = 0.918
-RHO_LAYERS = 0.9
+# count as independent when bitsandbytes looks for outlier columns, rising with depth as
+# rho(layer) = deep - (deep - first) x (1 + layer / scale) ^ -power. Least squares (in
+# binomial standard deviations) over the per-layer counts of the down projection's outlier
+# columns in the H200 histories (tests/test_estimate_int8_outliers.py re-reads them):
+# Llama and Mistral, 96 layers of trace-infer-llama-3.1-8b-int8-b1-p512-n32,
+# trace-infer-llama-3.2-1b-int8-b1-p1024-n32, trace-infer-llama-3.2-1b-int8-b8-p1024-n64 and
+# trace-infer-mistral-7b-v0.3-int8-b1-p1024-n32; with Qwen3's per-head q/k norms the tokens
+# stay far more alike, 36 layers of trace-infer-qwen3-8b-int8-b1-p2048-n32. (first, deep,
+# scale, power)
+RHO_PLAIN = (0.646, 0.929, 0.128, 0.564)
+RHO_QK_NORM = (0.234, 0.702, 0.895, 0.534)
 # LoRA / QLoRA on one GPU: what the forward's fp32 temporaries leave behind, per layer a
 # hole about a hidden state's fp32 size (layers x tokens x hidden x 4 B), or under gradient
 # checkpointing the recomputed layer's MLP temporaries (tokens x MLP width x 4 B). Least

@@ -754,7 +754,8 @@ def _make_generate_plan(spec: ModelSpec, w: Workload) -> GeneratePlan:
         batch=w.batch, prompt=w.prompt, new=w.new,
         qk_norm=spec.model_type == "qwen3", dequant=w.dtype in ("nf4", "fp4"), int8=w.dtype == "int8",
         math_scores=_math_sdpa(spec, w, c), tied_transient=tied, processors=_has_eos(spec),
-        outliers=outlier_columns(s.layers, w.batch * w.prompt, s.h, s.inter) if w.dtype == "int8" else ())
+        outliers=outlier_columns(s.layers, w.batch * w.prompt, s.h, s.inter, spec.model_type == "qwen3")
+        if w.dtype == "int8" else ())
 
 
 def _replace(comps: list[Component], key: str, value: int, why: str) -> None:

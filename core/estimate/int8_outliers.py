@@ -14,8 +14,9 @@ std INIT_STD x sqrt(H), and an element of the down projection's input silu(gate)
 exceeds the threshold with a probability q computed here by quadrature. Over T tokens a
 column is an outlier unless none of them exceeds it: 1 - (1 - q)^T, were the tokens
 independent. They are not quite: the layers' inputs are correlated (at init, attention
-averages the values), most of all in the first layer, so the tokens count as
-rho(layer) x T independent ones, rho rising to RHO_DEEP (coefficients.py). Each column
+averages the values), most of all in the first layers, so the tokens count as
+rho(layer) x T independent ones, rho rising with depth (coefficients.py: RHO_PLAIN, and
+RHO_QK_NORM for Qwen3's normed queries and keys, whose tokens stay far more alike). Each column
 passes or not on its own, so a layer's count is binomial around that mean, and the largest
 so far, the one the allocator has to make room for, grows with the layers as the expected
 maximum of that many draws.
@@ -53,24 +54,25 @@ def exceed_probability(hidden: int) -> float:
     return total * dg / (std * math.sqrt(2 * math.pi))
 
 
-def effective_tokens(layer: int) -> float:
+def effective_tokens(layer: int, qk_norm: bool = False) -> float:
     """rho: the fraction of a prefill's tokens that count as independent at ``layer``."""
-    return K.RHO_DEEP - (K.RHO_DEEP - K.RHO_FIRST) * math.exp(-layer / K.RHO_LAYERS)
+    first, deep, scale, power = K.RHO_QK_NORM if qk_norm else K.RHO_PLAIN
+    return deep - (deep - first) * (1 + layer / scale) ** -power
 
 
-def mean_columns(layer: int, tokens: int, hidden: int, width: int) -> float:
+def mean_columns(layer: int, tokens: int, hidden: int, width: int, qk_norm: bool = False) -> float:
     q = exceed_probability(hidden)
-    return width * -math.expm1(effective_tokens(layer) * tokens * math.log1p(-q))
+    return width * -math.expm1(effective_tokens(layer, qk_norm) * tokens * math.log1p(-q))
 
 
 @lru_cache(maxsize=256)
-def outlier_columns(layers: int, tokens: int, hidden: int, width: int) -> tuple[int, ...]:
+def outlier_columns(layers: int, tokens: int, hidden: int, width: int, qk_norm: bool = False) -> tuple[int, ...]:
     """Per layer, the most outlier columns any layer up to it has had (expected): the
     sizes the outlier path's blocks take, layer by layer."""
     out: list[int] = []
     most = 0
     for layer in range(layers):
-        m = mean_columns(layer, tokens, hidden, width)
+        m = mean_columns(layer, tokens, hidden, width, qk_norm)
         sd = math.sqrt(max(0.0, m * (1 - m / width)))
         # Blom's approximation of the expected largest of n standard normal draws
         n = layer + 1
