@@ -644,8 +644,12 @@ def _make_step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
                 runs.append((len(kinds) - 1, count))
         start += n
     saved = tuple((part, tokens * b) for part, _, b in _layer_saved(spec, w, s, c))
+    embed = param(s.vocab * s.h, "embed", spec.tie_embeddings and amp, full)
+    # from_config builds a tied head and drops it (generate_plan's tied_transient); a 4-bit
+    # load ties without building one
+    tied = embed.weight if spec.tie_embeddings and w.dtype not in ("nf4", "fp4", "int8") else 0
     return StepPlan(
-        embed=(param(s.vocab * s.h, "embed", spec.tie_embeddings and amp, full),),
+        embed=(embed,), tied_transient=tied,
         layer_kinds=tuple(kinds), layer_runs=tuple(runs),
         head=() if spec.tie_embeddings else (param(s.vocab * s.h, "head", True, full),),
         saved=saved, hidden=tokens * s.h * hc,

@@ -6,7 +6,8 @@ The step is the loop the fit test runs and users write (forward with labels, bac
 ``optimizer.step()``, ``zero_grad(set_to_none=True)``), two passes of it, as tensors in
 the order PyTorch makes and frees them:
 
-- build: the weights, in ``model.parameters()`` order;
+- build: the weights, in ``model.parameters()`` order, and a tied model's output layer,
+  built and dropped;
 - forward: per layer the tensors autograd saves (estimator._layer_saved), the residual
   stream; under gradient checkpointing only each layer's input; under autocast the
   16-bit copy of each weight; then the logits (Gemma 2: / cap, tanh, * cap, the tanh kept),
@@ -75,6 +76,12 @@ class StepPlan:
     tied_embeddings: bool = False
     foreach_temps: bool = False  # one temporary per parameter at once (foreach AdamW)
     stepwise_temps: bool = False  # temporaries one parameter at a time (GaLore's SVD)
+    # A tied output layer is built (vocab x hidden) after the layers and then replaced by
+    # the embedding: its block is freed but stays reserved, a hole an embedding-sized
+    # optimizer state fits (trace-full-gemma-2-2b-bf16-adamw-b1-s3072-ckpt; without it the
+    # second pass's logits found a hole the real run did not have: 1.5 GiB short).
+    tied_transient: int = 0
+    tied_sum: bool = True
 
     @property
     def layers(self) -> int:
@@ -99,6 +106,8 @@ def replay(plan: StepPlan, steps: int = 2) -> AllocatorModel:
     everything += [(("h", j), p) for j, p in enumerate(plan.head)]
     for _, p in everything:
         a.malloc(p.weight)
+    if plan.tied_transient:
+        a.free(a.malloc(plan.tied_transient))
     embed = [(("e", j), p) for j, p in enumerate(plan.embed)]
     head = [(("h", j), p) for j, p in enumerate(plan.head)]
     if plan.tied_embeddings and not head:
@@ -190,8 +199,19 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
                 a.free(cap)
             g3 = nxt
     grad_hidden = a.malloc(plan.hidden)
+    # A tied output layer's gradient waits in autograd's input buffer for the embedding's,
+    # which is added to it out of place (engine InputBuffer::accumulate): the two and
+    # their sum, the sum kept (trace-full-gemma-2-2b-bf16-adamw8bit-b4-s1024-ckpt: three
+    # embedding-sized blocks, the third freed at zero_grad).
+    tied = plan.tied_embeddings and not plan.head and plan.tied_sum
+    pending: dict[object, int] = {}
     for i, p in head:
-        _grad(a, p, i, grads, accumulate)
+        if tied and p.grad:
+            via = a.malloc(p.grad_via) if p.grad_via else -1
+            pending[i] = a.malloc(p.grad)
+            a.free(via)
+        else:
+            _grad(a, p, i, grads, accumulate)
     a.free(g3)
     for b in head_copies + final:
         a.free(b)
@@ -237,7 +257,17 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
             a.free(b)
     a.free(hidden)
     for i, p in embed:
-        _grad(a, p, i, grads, accumulate)
+        if i in pending:
+            mine = a.malloc(p.grad)
+            total = a.malloc(p.grad)
+            a.free(pending.pop(i))
+            a.free(mine)
+            if i in grads or accumulate:
+                a.free(total)  # AccumulateGrad adds it into .grad in place
+            else:
+                grads[i] = total
+        else:
+            _grad(a, p, i, grads, accumulate)
     a.free(grad_hidden)
     a.free(logits)
 

@@ -29,6 +29,9 @@ TRACE_ONLY = [
 # Traced after they were measured (tune split): the two LLM.int8 runs the outlier model
 # missed most (Qwen3 8B: -11.4 %, Mistral 7B: -3.8 % of the committed predictions).
 TRACE = ["infer-qwen3-8b-int8-b1-p2048-n32", "infer-mistral-7b-v0.3-int8-b1-p1024-n32"]
+# and two steps of earlier tune-split fine-tunes of a tied model (Llama 3.2 1B), to check
+# the tied output layer's transient and gradient sum the Gemma 2 histories show
+TRACE_EARLIER = ["full-llama-3.2-1b-bf16-paged-adamw8bit-b8-s1024", "full-llama-3.2-1b-bf16-adamw-b8-s1024"]
 
 CASES = [
     full(G2, batch=1, seq=8192, ckpt=True),
@@ -54,7 +57,8 @@ def build() -> list[dict]:
     out = [trace_only(m, w, config(m), old) for m, w in TRACE_ONLY]
     out += with_predictions(new_cases(CASES, config, old), "cases_h200_r6.json")
     mine = {c["id"]: c for c in out}
-    return out + [traced({k: v for k, v in mine[cid].items() if k != "predicted_before"}) for cid in TRACE]
+    out += [traced({k: v for k, v in mine[cid].items() if k != "predicted_before"}) for cid in TRACE]
+    return out + [traced(old[cid], trace_steps=2) for cid in TRACE_EARLIER]
 
 
 if __name__ == "__main__":
