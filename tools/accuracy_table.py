@@ -1,7 +1,7 @@
 """The measured accuracy table (issue 6): cardfit's estimate and the public estimators'
 (tests/gpu/baselines.py) against the NVML device-used peak of every measured case in
 tests/data/gpu_measure_h*_part*.jsonl (round 1 on an H100,
-rounds 2 to 5 on an H200; the repeats of round-1 cases in round 2 are left out).
+rounds 2 to 6 on an H200; the repeats of round-1 cases in round 2 are left out).
 
     .venv/bin/python tools/accuracy_table.py                 # print the Markdown
     .venv/bin/python tools/accuracy_table.py --readme README.md
@@ -162,7 +162,7 @@ def build_markdown(records: list[dict],
         "do not edit by hand -->",
         "",
         f"{len(records)} configurations were run on the GPU ({sum(r.get('gpu') == 'H100' for r in records)} on an "
-        f"H100 80GB in round 1, {sum(r.get('gpu') == 'H200' for r in records)} on an H200 in rounds 2 to 5, each "
+        f"H100 80GB in round 1, {sum(r.get('gpu') == 'H200' for r in records)} on an H200 in rounds 2 to 6, each "
         "measured after the formulas of its time were set), each in a fresh process with the real "
         "Hugging Face transformers + PEFT + bitsandbytes stack, and their peak device memory read "
         "from NVML (what `nvidia-smi` shows for the process, CUDA context included). "

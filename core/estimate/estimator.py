@@ -525,8 +525,11 @@ def training(spec: ModelSpec, w: Workload, comps: list[Component], linear: int) 
     comps.append(Component("logits", logits_kept + logits_peak,
                            f"{tokens} tokens x vocab {s.vocab} x ({lo_c}+4{'+' + str(softcap) if softcap else ''} kept + 8 in backward) B",
                            "transformers loss/loss_utils.py ForCausalLMLoss (fp32 upcast)"))
-    comps.append(Component("temp_buffers", K.CUBLAS_WORKSPACE, "cuBLAS workspace",
-                           "torch CUDABlasHandlePool: 4096 KiB x 8 on Hopper"))
+    # One cuBLAS handle and workspace per thread: the forward's and autograd's backward
+    # thread's (two 32 MiB blocks never freed in every H200 training history; the
+    # checkpointed runs' working sets were 32-34 MiB short with one).
+    comps.append(Component("temp_buffers", 2 * K.CUBLAS_WORKSPACE, "cuBLAS workspaces (forward, backward thread)",
+                           "torch CUDABlasHandlePool: 4096 KiB x 8 on Hopper, one per thread"))
 
     # -- which moment is the peak ----------------------------------------------------------
     if w.grad_ckpt:
@@ -643,7 +646,10 @@ def _make_step_plan(spec: ModelSpec, w: Workload) -> StepPlan:
                 kinds.append(layer(linears, trains))
                 runs.append((len(kinds) - 1, count))
         start += n
-    saved = tuple((part, tokens * b) for part, _, b in _layer_saved(spec, w, s, c))
+    # k and v are held by the DynamicCache the forward returns (step_replay: "kv") unless
+    # checkpointing turns the cache off
+    saved = tuple(("kv" if what in ("k", "v") and not w.grad_ckpt else part, tokens * b)
+                  for part, what, b in _layer_saved(spec, w, s, c))
     embed = param(s.vocab * s.h, "embed", spec.tie_embeddings and amp, full)
     # from_config builds a tied head and drops it (generate_plan's tied_transient); a 4-bit
     # load ties without building one

@@ -8,13 +8,17 @@ the order PyTorch makes and frees them:
 
 - build: the weights, in ``model.parameters()`` order, and a tied model's output layer,
   built and dropped;
+- the cuBLAS workspaces the first forward and the first backward make (one per thread),
+  kept for the process's life;
 - forward: per layer the tensors autograd saves (estimator._layer_saved), the residual
   stream; under gradient checkpointing only each layer's input; under autocast the
   16-bit copy of each weight; then the logits (Gemma 2: / cap, tanh, * cap, the tanh kept),
   their fp32 upcast and log_softmax's output (transformers loss_utils.ForCausalLMLoss);
 - backward: the logits' gradients, then per layer, MLP half first, the gradients of its
   activations (freed within the layer), the parameters' gradients (kept until
-  ``zero_grad``), the saved tensors freed; under checkpointing the layer recomputed first;
+  ``zero_grad``), the saved tensors freed (k and v, which the returned cache holds, only
+  after backward); under checkpointing the layer recomputed first; a tied output layer's
+  gradient summed with the embedding's out of place;
 - optimizer: at the first step its states, lazily, parameter by parameter
   (torch.optim.AdamW ``_init_group``, bitsandbytes ``init_state``, SGD's momentum clone);
   foreach AdamW's parameter-sized temporaries (``torch._foreach_sqrt``), all at once.
@@ -36,6 +40,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from cardfit.core.estimate.allocator import AllocatorModel
+from cardfit.core.estimate.coefficients import CUBLAS_WORKSPACE
 
 MAX_REPLAY_LAYERS = 256  # Llama 3.1 405B, the deepest model in the catalog, has 126
 
@@ -81,7 +86,6 @@ class StepPlan:
     # optimizer state fits (trace-full-gemma-2-2b-bf16-adamw-b1-s3072-ckpt; without it the
     # second pass's logits found a hole the real run did not have: 1.5 GiB short).
     tied_transient: int = 0
-    tied_sum: bool = True
 
     @property
     def layers(self) -> int:
@@ -113,12 +117,19 @@ def replay(plan: StepPlan, steps: int = 2) -> AllocatorModel:
     if plan.tied_embeddings and not head:
         head = embed  # the output layer is the embedding: its gradient comes first
     states_made = False
-    saved_attn = [b for part, b in plan.saved if part == "attn"]
+    saved_attn = [b for part, b in plan.saved if part in ("attn", "kv")]
+    # transformers' forward returns a DynamicCache even in training (config.use_cache, off
+    # under gradient checkpointing): sdpa's saved k and v are the cache's, held by the
+    # output until ``del out`` after backward (trace-full-llama-3.2-1b-bf16-adamw-b8-s1024:
+    # 16 x 2 blocks of 8 MiB freed last)
+    kv_at = frozenset(j for j, (part, _) in enumerate(x for x in plan.saved if x[0] in ("attn", "kv"))
+                      if part == "kv")
     saved_mlp = [b for part, b in plan.saved if part == "mlp"]
     for _ in range(steps):
         grads: dict[object, int] = {}
         for micro in range(plan.micro_steps):
-            _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads, micro > 0)
+            _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, kv_at, grads, micro > 0,
+                              first=not states_made and micro == 0)
         if not states_made:
             for _, p in everything:
                 for s in p.states:
@@ -151,8 +162,15 @@ def _grad(a: AllocatorModel, p: Param, i: object, grads: dict[object, int], accu
     a.free(via)
 
 
-def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads, accumulate) -> None:
+def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, kv_at, grads, accumulate,
+                      first: bool = False) -> None:
     hidden = a.malloc(plan.hidden)
+    if first:
+        # cuBLAS's workspace, made by the first matmul and kept for the process's life;
+        # autograd's backward thread gets a handle and a workspace of its own (two 32 MiB
+        # blocks never freed in every training history)
+        a.malloc(CUBLAS_WORKSPACE)
+    cache: list[int] = []
     kept: list[list[int]] = []
     copies: list[list[int]] = []
     for l in range(plan.layers):
@@ -161,7 +179,9 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
         if plan.grad_ckpt:
             kept.append([a.malloc(plan.layer_input)])
         else:
-            kept.append([a.malloc(b) for b in saved_attn] + [a.malloc(b) for b in saved_mlp])
+            attn = [a.malloc(b) for b in saved_attn]
+            cache += [attn[j] for j in kv_at]
+            kept.append(attn + [a.malloc(b) for b in saved_mlp])
         nxt = a.malloc(plan.hidden)
         a.free(hidden)
         hidden = nxt
@@ -198,12 +218,11 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
             if i == 1:
                 a.free(cap)
             g3 = nxt
-    grad_hidden = a.malloc(plan.hidden)
     # A tied output layer's gradient waits in autograd's input buffer for the embedding's,
     # which is added to it out of place (engine InputBuffer::accumulate): the two and
     # their sum, the sum kept (trace-full-gemma-2-2b-bf16-adamw8bit-b4-s1024-ckpt: three
     # embedding-sized blocks, the third freed at zero_grad).
-    tied = plan.tied_embeddings and not plan.head and plan.tied_sum
+    tied = plan.tied_embeddings and not plan.head
     pending: dict[object, int] = {}
     for i, p in head:
         if tied and p.grad:
@@ -212,6 +231,12 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
             a.free(via)
         else:
             _grad(a, p, i, grads, accumulate)
+    # the head's backward matmul: the weight's gradient, then the backward thread's own
+    # cuBLAS workspace (its first matmul), then the input's gradient
+    # (trace-full-llama-3.2-1b-bf16-paged-adamw8bit-b8-s1024)
+    if first:
+        a.malloc(CUBLAS_WORKSPACE)
+    grad_hidden = a.malloc(plan.hidden)
     a.free(g3)
     for b in head_copies + final:
         a.free(b)
@@ -242,8 +267,9 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
         a.free(ta)
         for i, p in halves[l]["attn"]:
             _grad(a, p, i, grads, accumulate)
-        for b in layer[:n_attn]:
-            a.free(b)
+        for j, b in enumerate(layer[:n_attn]):
+            if plan.grad_ckpt or j not in kv_at:
+                a.free(b)
         gx = a.malloc(plan.hidden)
         for b in tq:
             a.free(b)
@@ -269,6 +295,8 @@ def _forward_backward(a, plan, halves, embed, head, saved_attn, saved_mlp, grads
         else:
             _grad(a, p, i, grads, accumulate)
     a.free(grad_hidden)
+    for b in cache:
+        a.free(b)
     a.free(logits)
 
 
