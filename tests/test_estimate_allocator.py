@@ -87,7 +87,9 @@ def _spec_and_workload(r: dict):
     "full-qwen3-0.6b-bf16-adamw-b16-s1024",  # 7.21
     "full-qwen2.5-0.5b-bf16-adamw-b8-s2048",  # 7.61
     "full-qwen3-1.7b-bf16-adamw-b4-s1024",  # 0.65
-    "full-llama-3.2-1b-bf16-paged-adamw8bit-b8-s1024",  # 0.14: paged states are not in torch's pool
+    # (full-llama-3.2-1b-bf16-paged-adamw8bit-b8-s1024, 0.14 measured, is a known miss by
+    # 4 GiB: test_estimate_generate_replay.py pins it)
+    "full-gemma-2-2b-bf16-adamw-b2-s2048",  # 2.41
     "full-llama-3.2-1b-bf16-lion-b4-s1024",  # 1.32
     "full-llama-3.1-8b-bf16-adamw8bit-b1-s1024-ckpt",  # 0.80
 ])

@@ -42,8 +42,8 @@ TRAIN_ACT_FACTOR = 1.0
 # included); these cover the other decoders (their LLM.int8 too) and eager attention.
 # Inference: the KV cache grows by torch.cat each token (DynamicCache), leaving freed blocks
 # of every size; eager attention's score tensors are the largest blocks of all; LLM.int8's
-# outlier path holds fp32 copies of the largest weight's columns (10 B per element is
-# generate_replay.int8_linear's bound: two fp32 copies and a 16-bit one).
+# outlier path holds fp32 copies of the largest weight's columns (10 B per element: two
+# fp32 copies and a 16-bit one of every column, the most that path holds).
 RESERVE_KV = 0.36
 RESERVE_PREFILL = 0.08
 RESERVE_EAGER_SCORES = 0.57

@@ -283,7 +283,7 @@ class _Run:
         up = self.linear(tokens, h, p.inter)
         prod = self.new(tokens * p.inter * c)
         self.free(act, up)
-        # (the decode steps' histories hold no outlier blocks: prefill only)
+        # (a decode step's outliers are a few dozen columns, small-pool blocks: prefill only)
         down = self.linear(tokens, p.inter, h, outliers=tokens > p.batch)
         self.free(prod, n2)
         out = self.new(tokens * h * c)
