@@ -16,10 +16,10 @@ column is an outlier unless none of them exceeds it: 1 - (1 - q)^T, were the tok
 independent. They are not quite: the layers' inputs are correlated (at init, attention
 averages the values), most of all in the first layers, so the tokens count as
 rho(layer) x T independent ones, rho rising with depth (coefficients.py: RHO_PLAIN, and
-RHO_QK_NORM for Qwen3's normed queries and keys, whose tokens stay far more alike). Each column
-passes or not on its own, so a layer's count is binomial around that mean, and the largest
-so far, the one the allocator has to make room for, grows with the layers as the expected
-maximum of that many draws.
+RHO_QK_NORM for Qwen3's normed queries and keys, whose tokens stay far more alike). Each
+column passes or not on its own, so a layer's count is binomial around that mean, and
+the largest so far, the one the allocator has to make room for, grows with the layers as
+the expected maximum of that many draws.
 
 A trained model has far fewer outlier columns (Dettmers et al. 2022, LLM.int8(): a
 handful of feature dimensions), so for a job with real weights this errs high; it is
