@@ -200,6 +200,13 @@ def with_predictions(cases: list[dict], name: str) -> list[dict]:
     return [{**c, "predicted_before": predict(c)} for c in cases]
 
 
+def write_cases(name: str, cases: list[dict]) -> None:
+    """Writes a round's case file (tests/gpu/NAME) and says what it holds."""
+    (Path(__file__).parent / name).write_text(json.dumps(cases, indent=1) + "\n")
+    new = [c for c in cases if c["split"] != "trace"]
+    print(f"{len(cases) - len(new)} traced, {len(new)} new, {sum(c['split'] == 'holdout' for c in new)} held out")
+
+
 def earlier_cases(*names: str) -> dict[str, dict]:
     """The cases of earlier rounds' files (tests/gpu/NAME), by id."""
     return {c["id"]: c for f in names for c in json.loads((Path(__file__).parent / f).read_text())}

@@ -14,12 +14,11 @@ Two kinds of case, each a fresh process:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L1, L8, Q05, Q15, Q3S, Q7, MI, G2, PHI, GPT2, earlier_cases, infer, lora, full, new_cases, traced  # noqa: E402
+from cases import L1, L8, Q05, Q15, Q3S, Q7, MI, G2, PHI, GPT2, earlier_cases, infer, lora, full, new_cases, traced, write_cases  # noqa: E402
 from cases_round2 import CATALOG, L3, Q06, SMOL360, TINY  # noqa: E402
 
 TRACE = [
@@ -66,7 +65,4 @@ def build() -> list[dict]:
 
 
 if __name__ == "__main__":
-    cases = build()
-    Path(__file__).with_name("cases_h200_r3.json").write_text(json.dumps(cases, indent=1) + "\n")
-    new = [c for c in cases if c["split"] != "trace"]
-    print(f"{len(cases) - len(new)} traced, {len(new)} new, {sum(c['split'] == 'holdout' for c in new)} held out")
+    write_cases("cases_h200_r3.json", build())

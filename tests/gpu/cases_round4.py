@@ -12,12 +12,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L1, L8, Q15, Q3S, MI, G2, PHI, GPT2, GPT2L, earlier_cases, infer, lora, full, new_cases, trace_only, traced  # noqa: E402
+from cases import L1, L8, Q15, Q3S, MI, G2, PHI, GPT2, GPT2L, earlier_cases, infer, lora, full, new_cases, trace_only, traced, write_cases  # noqa: E402
 from cases_round2 import CATALOG, Q06  # noqa: E402
 
 GPT2M, GPT2XL = "openai-community/gpt2-medium", "openai-community/gpt2-xl"
@@ -80,7 +79,4 @@ def build() -> list[dict]:
 
 
 if __name__ == "__main__":
-    cases = build()
-    Path(__file__).with_name("cases_h200_r4.json").write_text(json.dumps(cases, indent=1) + "\n")
-    new = [c for c in cases if c["split"] != "trace"]
-    print(f"{len(cases) - len(new)} traced, {len(new)} new, {sum(c['split'] == 'holdout' for c in new)} held out")
+    write_cases("cases_h200_r4.json", build())

@@ -7,12 +7,11 @@ used to tune anything.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_cases, with_predictions  # noqa: E402
+from cases import L8, MI, G2, PHI, Q3, earlier_cases, infer, lora, full, new_cases, with_predictions, write_cases  # noqa: E402
 from cases_round2 import CATALOG, L3, Q3B  # noqa: E402
 
 CASES = [
@@ -37,6 +36,4 @@ def build() -> list[dict]:
 
 
 if __name__ == "__main__":
-    cases = build()
-    Path(__file__).with_name("cases_h200_r5.json").write_text(json.dumps(cases, indent=1) + "\n")
-    print(f"{len(cases)} new, {sum(c['split'] == 'holdout' for c in cases)} held out")
+    write_cases("cases_h200_r5.json", build())

@@ -13,12 +13,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import L8, MI, Q7, Q3, Q15, G2, earlier_cases, infer, full, new_cases, trace_only, traced, with_predictions  # noqa: E402
+from cases import L8, MI, Q7, Q3, Q15, G2, earlier_cases, infer, full, new_cases, trace_only, traced, with_predictions, write_cases  # noqa: E402
 from cases_round2 import CATALOG, L3  # noqa: E402
 
 TRACE_ONLY = [
@@ -62,7 +61,4 @@ def build() -> list[dict]:
 
 
 if __name__ == "__main__":
-    cases = build()
-    Path(__file__).with_name("cases_h200_r6.json").write_text(json.dumps(cases, indent=1) + "\n")
-    new = [c for c in cases if c["split"] != "trace"]
-    print(f"{len(cases) - len(new)} traced, {len(new)} new, {sum(c['split'] == 'holdout' for c in new)} held out")
+    write_cases("cases_h200_r6.json", build())
